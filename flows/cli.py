@@ -1,0 +1,163 @@
+"""The ``mdq`` command line.
+
+Every command reads settings once, resolves the database (``MDQ_DATABASE_URL`` or the embedded
+server under ``MDQ_HOME``), applies pending migrations, then does its work. Project errors print
+one line on stderr and exit with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from flows.config import Settings, load_settings
+from flows.db import Database, connect, open_database
+from flows.db.migrate import apply_migrations
+from flows.exceptions import MdqError
+
+app = typer.Typer(
+    help="Market-data quality: load OHLCV candles, check them with dbt, record what is wrong.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The project's PostgreSQL: start/stop the embedded one, print its env.")
+app.add_typer(db_app, name="db")
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit status when a command could not run (bad settings, database unreachable, ...).
+EXIT_COULD_NOT_RUN = 2
+
+
+def friendly_errors(func: F) -> F:
+    """Turn project errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MdqError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_COULD_NOT_RUN) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def project_database(
+    settings: Settings, *, keep_running: bool = False, migrate: bool = True
+) -> Iterator[Database]:
+    """Open the project's database and bring its schema up to date (for CLI commands).
+
+    Yields:
+        The database, migrated.
+    """
+    with open_database(settings, keep_running=keep_running) as database:
+        if migrate:
+            with connect(database, timeout=settings.connect_timeout) as conn:
+                applied = apply_migrations(conn)
+            for migration in applied:
+                err_console.print(f"applied migration {migration.name}")
+        yield database
+
+
+def _describe(database: Database) -> str:
+    if database.embedded_home is not None:
+        return f"embedded PostgreSQL (data in {database.embedded_home.resolve() / 'pgdata'})"
+    return f"PostgreSQL at {database.target}"
+
+
+@db_app.command("start")
+@friendly_errors
+def db_start() -> None:
+    """Start the embedded PostgreSQL (if MDQ_DATABASE_URL is unset), apply migrations, and leave
+    it running for dbt, psql and other tools. Stop it with `mdq db stop`."""
+    settings = load_settings()
+    with project_database(settings, keep_running=True) as database:
+        console.print(f"ready: {_describe(database)}; schema up to date")
+        console.print('for dbt and psql: eval "$(mdq db env)"')
+
+
+@db_app.command("stop")
+@friendly_errors
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL of MDQ_HOME (does nothing for an external MDQ_DATABASE_URL)."""
+    from flows import embedded
+
+    settings = load_settings()
+    if settings.database_url is not None:
+        console.print("MDQ_DATABASE_URL is set: no embedded server to stop")
+        return
+    stopped = embedded.stop(settings.home)
+    console.print("stopped" if stopped else "not running")
+
+
+@db_app.command("env")
+@friendly_errors
+def db_env() -> None:
+    """Print `export` lines for dbt's profile and psql (use: eval "$(mdq db env)").
+
+    Starts the embedded server and leaves it running, so that the printed socket stays valid."""
+    settings = load_settings()
+    with project_database(settings, keep_running=True) as database:
+        env = database.dbt_env(settings.dbt_schema)
+        env.update(
+            {
+                "PGHOST": database.host,
+                "PGPORT": str(database.port),
+                "PGUSER": database.user,
+                "PGDATABASE": database.dbname,
+            }
+        )
+        if database.password:
+            env["PGPASSWORD"] = database.password
+        for key, value in env.items():
+            sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
+
+
+@db_app.command("migrate")
+@friendly_errors
+def db_migrate() -> None:
+    """Apply pending schema migrations and list what was applied."""
+    settings = load_settings()
+    with open_database(settings) as database, connect(database) as conn:
+        applied = apply_migrations(conn)
+        console.print(f"{_describe(database)}: applied {len(applied)} migration(s)")
+        for migration in applied:
+            console.print(f"  {migration.name}")
+
+
+@app.command("demo")
+@friendly_errors
+def demo() -> None:
+    """The main job end to end on the configured database (embedded by default)."""
+    settings = load_settings()
+    with open_database(settings) as database:
+        console.print(f"database: {_describe(database)}")
+        with connect(database) as conn:
+            applied = apply_migrations(conn)
+        if applied:
+            console.print(f"applied {len(applied)} migration(s): " + ", ".join(m.name for m in applied))
+        else:
+            console.print("schema up to date: no migration applied")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

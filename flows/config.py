@@ -1,0 +1,75 @@
+"""Settings: the one place the environment is read (prefix ``MDQ_``).
+
+Only entrypoints (the CLI, flows) build a :class:`Settings`; everything else receives what it
+needs as arguments. Never log a Settings object or a raw validation error: they can echo secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flows.exceptions import SettingsError
+
+_IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class Settings(BaseSettings):
+    """Project settings, read from ``MDQ_*`` environment variables (and a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MDQ_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL (>= 14) URL, e.g. postgresql://user:pass@host:5432/dbname. "
+            "Unset: an embedded PostgreSQL (pgserver) is started with its data under MDQ_HOME."
+        ),
+    )
+    home: Path = Field(
+        default=Path(".mdq"),
+        description="Directory for the embedded database and local state; relative to the cwd.",
+    )
+    dbt_schema: str = Field(
+        default="mdq",
+        pattern=_IDENTIFIER,
+        description="Schema that dbt builds its models into (tests' failures go to <schema>_audit).",
+    )
+    connect_timeout: int = Field(
+        default=10, ge=1, le=300, description="Seconds to wait for a PostgreSQL connection."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (or postgres://)")
+        return SecretStr(raw)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, plus explicit overrides (used by the CLI).
+
+    Args:
+        **overrides: field values that win over the environment.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        SettingsError: one line naming the variable and the reason, never its value.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else "settings"
+        reason = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"MDQ_{field.upper()}", reason) from None
