@@ -74,3 +74,12 @@ def conn(database: Database) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the session database."""
     with connect(database, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test API for the whole session (it costs ~10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
