@@ -170,11 +170,21 @@ def connect(database: Database, *, timeout: int = 10, autocommit: bool = False) 
         raise DatabaseUnreachable(database.target, reason) from None
 
 
+#: Oldest PostgreSQL major version the project supports (server_version_num).
+MIN_SERVER_VERSION = 140000
+
+
 def check_connection(database: Database, timeout: int = 10) -> None:
-    """Open and close one connection.
+    """Open and close one connection, and check the server is PostgreSQL >= 14.
 
     Raises:
         DatabaseUnreachable: as :func:`connect`.
+        SettingsError: the server is older than PostgreSQL 14.
     """
     with connect(database, timeout=timeout, autocommit=True) as conn:
-        conn.execute("select 1")
+        version = conn.info.server_version
+    if version < MIN_SERVER_VERSION:
+        raise SettingsError(
+            "MDQ_DATABASE_URL",
+            f"PostgreSQL {version // 10000} at {database.target} is too old (14 or newer needed)",
+        )
