@@ -462,6 +462,53 @@ def backfill(
     """
     from prefect.runtime import flow_run
 
+    run_id = str(flow_run.id) if flow_run.id else None
+
+    def run_wave(
+        target: Database, prov: Provider, wave: list[SeriesRequest], options: BackfillOptions
+    ) -> list[SeriesResult]:
+        futures = [
+            backfill_series.submit(target, prov, r, options, run_id, notifier) for r in wave
+        ]
+        return [future.result() for future in futures]
+
+    return run_backfill(
+        provider, symbols, timeframes, start, end, path=path, mapping=mapping, seed=seed,
+        database=database, max_concurrency=max_concurrency, on_result=on_result,
+        run_wave=run_wave,
+    )
+
+
+def run_backfill(
+    provider: str | Provider = "synthetic",
+    symbols: Sequence[str] | None = None,
+    timeframes: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    path: str | None = None,
+    mapping: str | None = None,
+    seed: int = 0,
+    database: Database | None = None,
+    notifier: Notifier | None = None,
+    max_concurrency: int | None = None,
+    on_result: Callable[[SeriesResult], None] | None = None,
+    run_wave: Callable[
+        [Database, Provider, list[SeriesRequest], BackfillOptions], list[SeriesResult]
+    ] | None = None,
+) -> list[SeriesResult]:
+    """The body of :func:`backfill`, runnable without Prefect (the CLI's default when no
+    Prefect API is configured): same arguments, same results.
+
+    Series run in waves of at most ``max_concurrency``; ``run_wave`` runs one wave (the flow
+    submits Prefect tasks; the default is a thread pool of the wave's size).
+
+    Raises:
+        InvalidWindow: only one of start/end, naive datetimes, or end not after start.
+        ProviderConfigError: unknown provider or bad provider options.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from flows.exceptions import InvalidWindow
 
     settings = load_settings()
@@ -476,19 +523,23 @@ def backfill(
         else provider
     )
     cap = max(1, min(max_concurrency or settings.backfill_max_concurrency, MAX_WORKERS))
-    run_id = str(flow_run.id) if flow_run.id else None
+
+    def threads(
+        target: Database, p: Provider, wave: list[SeriesRequest], o: BackfillOptions
+    ) -> list[SeriesResult]:
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            return list(
+                pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave)
+            )
+
+    runner = run_wave or threads
     with _database(settings, database) as target:
         with connect(target, autocommit=True) as conn:
             requests, series = plan_requests(prov, conn, symbols, timeframes, window)
             db.upsert_instruments(conn, [s.instrument for s in series])
         results: list[SeriesResult] = []
         for offset in range(0, len(requests), cap):
-            wave = requests[offset : offset + cap]
-            futures = [
-                backfill_series.submit(target, prov, r, options, run_id, notifier) for r in wave
-            ]
-            for future in futures:
-                result = future.result()
+            for result in runner(target, prov, requests[offset : offset + cap], options):
                 results.append(result)
                 if on_result is not None:
                     on_result(result)

@@ -153,6 +153,104 @@ def demo() -> None:
             console.print("schema up to date: no migration applied")
 
 
+def _utc(value: str | None, name: str) -> Any:
+    """Parse an ISO date/time option; a value without offset is read as UTC."""
+    from datetime import UTC, datetime
+
+    from flows.exceptions import InvalidWindow
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidWindow(f"--{name} {value!r} is not an ISO date or date-time") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@app.command("backfill")
+@friendly_errors
+def backfill_command(
+    provider: str = typer.Option("csv", help="Where candles come from: csv (also parquet) or synthetic."),
+    path: str | None = typer.Option(None, help="csv: the file (.csv, .csv.gz, .parquet)."),
+    mapping: str | None = typer.Option(
+        None, help="csv: mapping TOML (default: FILE.mapping.toml beside the file, if any)."
+    ),
+    symbols: list[str] | None = typer.Option(
+        None, "--symbols", "--symbol", help="Symbols to load (repeat or comma-separate); default all."
+    ),
+    timeframe: list[str] | None = typer.Option(
+        None, "--timeframe", help="Timeframes to load (repeat); default all the provider serves."
+    ),
+    start: str | None = typer.Option(
+        None, help="Window start, INCLUDED (ISO, UTC unless an offset is given)."
+    ),
+    end: str | None = typer.Option(
+        None,
+        help="Window end, EXCLUDED: the window is [start, end). To load 2024-12-31, give "
+        "--end 2025-01-01.",
+    ),
+    seed: int = typer.Option(0, help="synthetic: the seed (same seed, same candles)."),
+    concurrency: int | None = typer.Option(
+        None, min=1, max=32, help="Series loaded at once (default MDQ_BACKFILL_MAX_CONCURRENCY)."
+    ),
+    prefect: bool | None = typer.Option(
+        None,
+        "--prefect/--no-prefect",
+        help="Run as the Prefect flow `backfill` (default: only when PREFECT_API_URL is set; "
+        "an ephemeral Prefect server takes tens of seconds to start).",
+    ),
+) -> None:
+    """Load candles into market_data for the window [start, end): start included, end excluded.
+
+    Without --start/--end a file loads its whole range and other providers load from each
+    series' watermark minus the look-back up to now. Re-running a window changes nothing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import os
+
+    from flows.backfill import backfill, run_backfill
+
+    settings = load_settings()
+    use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
+    run = backfill if use_prefect else run_backfill
+    names = [n.strip() for item in symbols or [] for n in item.split(",") if n.strip()] or None
+    with project_database(settings) as database:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task("backfill", total=None)
+            results = run(
+                provider=provider,
+                symbols=names,
+                timeframes=timeframe,
+                start=_utc(start, "start"),
+                end=_utc(end, "end"),
+                path=path,
+                mapping=mapping,
+                seed=seed,
+                database=database,
+                max_concurrency=concurrency,
+                on_result=lambda r: progress.advance(bar),
+            )
+            progress.update(bar, total=len(results), completed=len(results))
+    for r in results:
+        console.print(
+            f"{r.symbol}/{r.timeframe} {r.status}: window {r.window}, fetched {r.fetched}, "
+            f"inserted {r.inserted}, updated {r.updated}, unchanged {r.unchanged}, "
+            f"quarantined {r.quarantined}, duplicates {r.duplicates}"
+            + (f" ({r.error})" if r.error else ""),
+            highlight=False,
+        )
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
