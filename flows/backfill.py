@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -557,12 +556,6 @@ def _database(settings: Settings, database: Database | None) -> Any:
 # -- sample data -----------------------------------------------------------------------------------
 
 
-def sample_files() -> list[Path]:
-    """The real data files shipped in ``flows/sample_data`` (each has a mapping beside it)."""
-    folder = Path(str(resources.files("flows") / "sample_data"))
-    return sorted(p for p in folder.iterdir() if (p.parent / (p.name + ".mapping.toml")).exists())
-
-
 def load_sample_data(
     database: Database,
     *,
@@ -583,7 +576,7 @@ def load_sample_data(
     Returns:
         One result per (file, symbol, timeframe), files in name order.
     """
-    from flows.providers.csv_file import CsvFileProvider
+    from flows.providers.csv_file import CsvFileProvider, sample_files
 
     options = options or BackfillOptions()
     results = []

@@ -170,9 +170,9 @@ def off_grid_mask(ts: pd.Series, grid: Grid) -> np.ndarray:
     """
     if len(ts) == 0:
         return np.zeros(0, dtype=bool)
+    ts = ts.dt.as_unit("ns")
     if grid.zone == "UTC":
-        ns = ts.astype("int64").to_numpy()
-        local_ns = ns
+        local_ns = ts.astype("int64").to_numpy()
     else:
         local = ts.dt.tz_convert(grid.zone).dt.tz_localize(None)
         local_ns = local.astype("int64").to_numpy()

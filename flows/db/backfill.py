@@ -330,7 +330,7 @@ def _csv_bytes(candles: pd.DataFrame, source: str) -> bytes:
             "symbol": pa.array(candles["symbol"].astype(str).to_numpy(), pa.string()),
             "asset_class": pa.array(candles["asset_class"].astype(str).to_numpy(), pa.string()),
             "timeframe": pa.array(candles["timeframe"].astype(str).to_numpy(), pa.string()),
-            "ts": pa.array(candles["ts"].astype("int64").to_numpy() // 1000, pa.int64()).cast(
+            "ts": pa.array(candles["ts"].dt.as_unit("us").astype("int64").to_numpy(), pa.int64()).cast(
                 pa.timestamp("us", tz="UTC")
             ),
             **{

@@ -289,7 +289,7 @@ class CsvFileProvider:
         for col in NUMBER_COLUMNS:
             source = typed[col]
             numbers = pd.to_numeric(source, errors="coerce")
-            if source.dtype == object:
+            if not pd.api.types.is_numeric_dtype(source):
                 text = source.astype(str).str.strip()
                 literal_nan = text.str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
                 failed = numbers.isna() & ~literal_nan
@@ -393,10 +393,19 @@ class CsvFileProvider:
         )
 
 
+def sample_files() -> list[Path]:
+    """The real data files shipped in ``flows/sample_data``, sorted by name (each has its
+    mapping beside it; see ``flows/sample_data/README.md`` for origin and licence)."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("flows") / "sample_data"))
+    return sorted(p for p in folder.iterdir() if find_mapping(p) is not None)
+
+
 def _timeframes() -> tuple[str, ...]:
     from flows.validation import TIMEFRAMES
 
     return TIMEFRAMES
 
 
-__all__ = ["MAPPING_SUFFIX", "CsvFileProvider", "CsvMapping", "find_mapping"]
+__all__ = ["MAPPING_SUFFIX", "CsvFileProvider", "CsvMapping", "find_mapping", "sample_files"]
