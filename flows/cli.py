@@ -205,15 +205,19 @@ def backfill_command(
 
     Without --start/--end a file loads its whole range and other providers load from each
     series' watermark minus the look-back up to now. Re-running a window changes nothing."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     import os
 
-    from flows.backfill import backfill, run_backfill
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeElapsedColumn
+
+    from flows.backfill_core import run_backfill
 
     settings = load_settings()
     use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
-    run = backfill if use_prefect else run_backfill
+    if use_prefect:
+        from flows.backfill import backfill as run
+    else:
+        run = run_backfill
     names = [n.strip() for item in symbols or [] for n in item.split(",") if n.strip()] or None
     with project_database(settings) as database:
         with Progress(
