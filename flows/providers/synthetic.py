@@ -140,12 +140,10 @@ class SyntheticProvider:
         sigma = ANNUAL_VOLATILITY * np.sqrt(step / _YEAR_SECONDS)
         keys = self._keys(symbol, timeframe)
         b0, b1 = first // BLOCK, (stop - 1) // BLOCK
-        # coarse walk: log price at the start of blocks 0..b1+1 (a mild pull to the base level
-        # keeps decades of history in a plausible range)
+        # coarse walk: log price at the start of blocks 0..b1+1 (block 0 = 1970-01-01)
         coarse_rng = np.random.default_rng([*keys, 0xC0A55E])
         steps = coarse_rng.standard_normal(b1 + 2) * sigma * np.sqrt(BLOCK)
         level = np.cumsum(steps) - steps[0]
-        level = level - 0.5 * np.tanh(level)  # bounded drift, still a walk
         log_base = np.log(self.base_price)
         n_blocks = b1 - b0 + 1
         incr = np.empty((n_blocks, BLOCK))
