@@ -25,8 +25,8 @@ from psycopg import sql
 
 from flows.backfill_core import BackfillOptions, SeriesRequest, load_series
 from flows.config import load_settings
-from flows.db import connect, open_database
 from flows.db import backfill as db
+from flows.db import connect, open_database
 from flows.db.migrate import apply_migrations
 from flows.notify import RecordingNotifier
 from flows.providers.base import FetchResult
@@ -90,7 +90,9 @@ def main() -> None:
             with connect(bench, autocommit=True) as conn:
                 conn.execute("create table copy_floor (like market_data including all)")
                 payloads = [
-                    db._csv_bytes(f.assign(is_final=finality(f["ts"], "1m", pd.Timestamp(now))), "b")
+                    db._csv_bytes(
+                        f.assign(is_final=finality(f["ts"], "1m", pd.Timestamp(now))), "b"
+                    )
                     for f in frames
                 ]
                 t0 = time.perf_counter()
@@ -103,8 +105,13 @@ def main() -> None:
             def load(p: object, label: str) -> None:
                 t = time.perf_counter()
                 results = [
-                    load_series(bench, p, SeriesRequest(s, "1m", window), options,  # type: ignore[arg-type]
-                                notifier=RecordingNotifier())
+                    load_series(
+                        bench,
+                        p,
+                        SeriesRequest(s, "1m", window),
+                        options,  # type: ignore[arg-type]
+                        notifier=RecordingNotifier(),
+                    )
                     for s in symbols
                 ]
                 elapsed = time.perf_counter() - t
@@ -136,14 +143,18 @@ def main() -> None:
                 )
 
     floor = next(sec for label, sec in rows if label.startswith("keyed COPY"))
-    print(f"\n{total:,} candles ({args.symbols} symbols x {per_symbol:,} 1m), "
-          f"chunk {args.chunk_rows:,} rows\n")
+    print(
+        f"\n{total:,} candles ({args.symbols} symbols x {per_symbol:,} 1m), "
+        f"chunk {args.chunk_rows:,} rows\n"
+    )
     print(f"{'step':<52} {'seconds':>8} {'rows/s':>10} {'vs COPY':>8}")
     print("-" * 81)
     for label, sec in rows:
         print(f"{label:<52} {sec:8.2f} {total / sec:10,.0f} {floor / sec:8.2f}")
-    print(f"\nmarket_data n_tup_upd/n_dead_tup after the first load: {before}, after both reruns: "
-          f"{after} (the unchanged rerun should add none; the 1% rerun adds {total // 100:,})")
+    print(
+        f"\nmarket_data n_tup_upd/n_dead_tup after the first load: {before}, after both reruns: "
+        f"{after} (the unchanged rerun should add none; the 1% rerun adds {total // 100:,})"
+    )
 
 
 if __name__ == "__main__":

@@ -101,13 +101,20 @@ def backfill(
     def run_wave(
         target: Database, prov: Provider, wave: list[SeriesRequest], options: BackfillOptions
     ) -> list[SeriesResult]:
-        futures = [
-            backfill_series.submit(target, prov, r, options, run_id, notifier) for r in wave
-        ]
+        futures = [backfill_series.submit(target, prov, r, options, run_id, notifier) for r in wave]
         return [future.result() for future in futures]
 
     return run_backfill(
-        provider, symbols, timeframes, start, end, path=path, mapping=mapping, seed=seed,
-        database=database, max_concurrency=max_concurrency, on_result=on_result,
+        provider,
+        symbols,
+        timeframes,
+        start,
+        end,
+        path=path,
+        mapping=mapping,
+        seed=seed,
+        database=database,
+        max_concurrency=max_concurrency,
+        on_result=on_result,
         run_wave=run_wave,
     )

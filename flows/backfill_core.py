@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 import psycopg
+
 from flows.config import Settings, load_settings
 from flows.db import Database, connect, open_database
 from flows.db import backfill as db
@@ -185,14 +186,25 @@ def load_series(
         execution_id = state.execution_id
         if state.status == "skipped":
             return SeriesResult(
-                symbol, timeframe, execution_id, "skipped", window, error=state.error_message,
+                symbol,
+                timeframe,
+                execution_id,
+                "skipped",
+                window,
+                error=state.error_message,
                 seconds=time.monotonic() - started,
             )
         db.update_backfill_state(
             conn, execution_id, status="in_progress", lease_seconds=options.lease_seconds
         )
-        counts = {"fetched": 0, "inserted": 0, "updated": 0, "unchanged": 0, "quarantined": 0,
-                  "duplicates": 0}
+        counts = {
+            "fetched": 0,
+            "inserted": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "quarantined": 0,
+            "duplicates": 0,
+        }
 
         def finish(status: str, error: str | None = None, confirmed: bool = False) -> SeriesResult:
             db.update_backfill_state(
@@ -228,11 +240,20 @@ def load_series(
                     )
                 )
             return SeriesResult(
-                symbol, timeframe, execution_id, status, window,
-                fetched=counts["fetched"], inserted=counts["inserted"],
-                updated=counts["updated"], unchanged=counts["unchanged"],
-                quarantined=counts["quarantined"], duplicates=counts["duplicates"],
-                confirmed_empty=confirmed, error=error, seconds=time.monotonic() - started,
+                symbol,
+                timeframe,
+                execution_id,
+                status,
+                window,
+                fetched=counts["fetched"],
+                inserted=counts["inserted"],
+                updated=counts["updated"],
+                unchanged=counts["unchanged"],
+                quarantined=counts["quarantined"],
+                duplicates=counts["duplicates"],
+                confirmed_empty=confirmed,
+                error=error,
+                seconds=time.monotonic() - started,
                 watermark=db.get_watermark(conn, symbol, timeframe),
             )
 
@@ -260,8 +281,13 @@ def load_series(
             outcome = classify_fetch(counts["fetched"], fetched.source_confirms_empty, window)
             with conn.transaction():
                 db.quarantine(
-                    conn, rejected, execution_id=execution_id, provider=provider.name,
-                    source=fetched.source, symbol=symbol, timeframe=timeframe,
+                    conn,
+                    rejected,
+                    execution_id=execution_id,
+                    provider=provider.name,
+                    source=fetched.source,
+                    symbol=symbol,
+                    timeframe=timeframe,
                 )
             good = batch.candles.assign(
                 is_final=finality(batch.candles["ts"], timeframe, pd.Timestamp(fetched.fetched_at))
@@ -270,7 +296,9 @@ def load_series(
             for i, part in enumerate(parts):
                 part_start = window.start if i == 0 else part["ts"].iloc[0].to_pydatetime()
                 part_end = (
-                    window.end if i == len(parts) - 1 else parts[i + 1]["ts"].iloc[0].to_pydatetime()
+                    window.end
+                    if i == len(parts) - 1
+                    else parts[i + 1]["ts"].iloc[0].to_pydatetime()
                 )
                 open_ts = part.loc[~part["is_final"], "ts"]
                 with conn.transaction():
@@ -287,7 +315,9 @@ def load_series(
                     counts["updated"] += wrote.updated
                     counts["unchanged"] += wrote.unchanged
                     db.update_backfill_state(
-                        conn, execution_id, lease_seconds=options.lease_seconds,
+                        conn,
+                        execution_id,
+                        lease_seconds=options.lease_seconds,
                         records_fetched=counts["fetched"],
                         records_inserted=counts["inserted"],
                         records_updated=counts["updated"],
@@ -388,8 +418,9 @@ def plan_requests(
         series_window = window
         if series_window is None and s.first_ts is not None and s.last_ts is not None:
             series_window = Window(s.first_ts, next_cursor(s.last_ts, s.timeframe))
-        requests.append(SeriesRequest(s.instrument.symbol, s.timeframe, series_window,
-                                      s.instrument.calendar))
+        requests.append(
+            SeriesRequest(s.instrument.symbol, s.timeframe, series_window, s.instrument.calendar)
+        )
     return requests, chosen
 
 
@@ -409,7 +440,8 @@ def run_backfill(
     on_result: Callable[[SeriesResult], None] | None = None,
     run_wave: Callable[
         [Database, Provider, list[SeriesRequest], BackfillOptions], list[SeriesResult]
-    ] | None = None,
+    ]
+    | None = None,
 ) -> list[SeriesResult]:
     """The body of :func:`backfill`, runnable without Prefect (the CLI's default when no
     Prefect API is configured): same arguments, same results.
@@ -431,8 +463,9 @@ def run_backfill(
         raise InvalidWindow("give both start and end, or neither (scheduled mode)")
     window = Window(start, end) if start is not None and end is not None else None
     prov = (
-        make_provider(provider, path=path, mapping=mapping, symbols=symbols,
-                      timeframes=timeframes, seed=seed)
+        make_provider(
+            provider, path=path, mapping=mapping, symbols=symbols, timeframes=timeframes, seed=seed
+        )
         if isinstance(provider, str)
         else provider
     )
@@ -442,9 +475,7 @@ def run_backfill(
         target: Database, p: Provider, wave: list[SeriesRequest], o: BackfillOptions
     ) -> list[SeriesResult]:
         with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-            return list(
-                pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave)
-            )
+            return list(pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave))
 
     runner = run_wave or threads
     with _database(settings, database) as target:

@@ -13,7 +13,7 @@ import logging
 import shlex
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -171,44 +171,67 @@ def _utc(value: str | None, name: str) -> Any:
 @app.command("backfill")
 @friendly_errors
 def backfill_command(
-    provider: str = typer.Option("csv", help="Where candles come from: csv (also parquet) or synthetic."),
-    path: str | None = typer.Option(None, help="csv: the file (.csv, .csv.gz, .parquet)."),
-    mapping: str | None = typer.Option(
-        None, help="csv: mapping TOML (default: FILE.mapping.toml beside the file, if any)."
-    ),
-    symbols: list[str] | None = typer.Option(
-        None, "--symbols", "--symbol", help="Symbols to load (repeat or comma-separate); default all."
-    ),
-    timeframe: list[str] | None = typer.Option(
-        None, "--timeframe", help="Timeframes to load (repeat); default all the provider serves."
-    ),
-    start: str | None = typer.Option(
-        None, help="Window start, INCLUDED (ISO, UTC unless an offset is given)."
-    ),
-    end: str | None = typer.Option(
-        None,
-        help="Window end, EXCLUDED: the window is [start, end). To load 2024-12-31, give "
-        "--end 2025-01-01.",
-    ),
-    seed: int = typer.Option(0, help="synthetic: the seed (same seed, same candles)."),
-    concurrency: int | None = typer.Option(
-        None, min=1, max=32, help="Series loaded at once (default MDQ_BACKFILL_MAX_CONCURRENCY)."
-    ),
-    prefect: bool | None = typer.Option(
-        None,
-        "--prefect/--no-prefect",
-        help="Run as the Prefect flow `backfill` (default: only when PREFECT_API_URL is set; "
-        "an ephemeral Prefect server takes tens of seconds to start).",
-    ),
+    provider: Annotated[
+        str, typer.Option(help="Where candles come from: csv (also parquet) or synthetic.")
+    ] = "csv",
+    path: Annotated[
+        str | None, typer.Option(help="csv: the file (.csv, .csv.gz, .parquet).")
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(help="csv: mapping TOML (default: FILE.mapping.toml beside the file)."),
+    ] = None,
+    symbols: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--symbols", "--symbol", help="Symbols (repeat or comma-separate); default all."
+        ),
+    ] = None,
+    timeframe: Annotated[
+        list[str] | None,
+        typer.Option(help="Timeframes to load (repeat); default all the provider serves."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Window start, INCLUDED (ISO, UTC unless an offset is given)."),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="Window end, EXCLUDED: the window is [start, end). To load 2024-12-31, give "
+            "--end 2025-01-01."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="synthetic: the seed (same seed, same candles).")] = 0,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=32, help="Series loaded at once (default MDQ_BACKFILL_MAX_CONCURRENCY)."
+        ),
+    ] = None,
+    prefect: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefect/--no-prefect",
+            help="Run as the Prefect flow `backfill` (default: only when PREFECT_API_URL is "
+            "set; an ephemeral Prefect server takes tens of seconds to start).",
+        ),
+    ] = None,
 ) -> None:
     """Load candles into market_data for the window [start, end): start included, end excluded.
 
     Without --start/--end a file loads its whole range and other providers load from each
-    series' watermark minus the look-back up to now. Re-running a window changes nothing."""
+    series' watermark minus the look-back up to now. Re-running a window changes nothing.
+    """
     import os
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.progress import TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from flows.backfill_core import run_backfill
 

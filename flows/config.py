@@ -47,7 +47,9 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         le=32,
-        description="Backfill: (symbol, timeframe) tasks running at once (each holds one connection).",
+        description=(
+            "Backfill: (symbol, timeframe) tasks running at once (each holds one connection)."
+        ),
     )
     backfill_lease_seconds: int = Field(
         default=300,
@@ -62,7 +64,9 @@ class Settings(BaseSettings):
         default=200_000,
         ge=100,
         le=10_000_000,
-        description="Backfill: candles written per transaction (the watermark advances per chunk).",
+        description=(
+            "Backfill: candles written per transaction (the watermark advances per chunk)."
+        ),
     )
     backfill_lookback_hours: float = Field(
         default=24.0,
@@ -77,13 +81,17 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         le=366 * 50,
-        description="Backfill, scheduled mode: days of history loaded for a series without watermark.",
+        description=(
+            "Backfill, scheduled mode: days of history loaded for a series without watermark."
+        ),
     )
     failure_alert_threshold: int = Field(
         default=3,
         ge=1,
         le=100,
-        description="Consecutive failed backfills of one series before an alert (sent once per streak).",
+        description=(
+            "Consecutive failed backfills of one series before an alert (sent once per streak)."
+        ),
     )
 
     @field_validator("database_url")

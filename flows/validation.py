@@ -232,7 +232,9 @@ def validate_candles(
     values = {c: candles[c].to_numpy(dtype="float64", na_value=np.nan) for c in NUMBER_COLUMNS}
     for col in NUMBER_COLUMNS:
         v = values[col]
-        reasons.append((~np.isfinite(v), lambda i, c=col: f"{c} is not a finite number: {_fmt(values[c][i])}"))
+        reasons.append(
+            (~np.isfinite(v), lambda i, c=col: f"{c} is not a finite number: {_fmt(values[c][i])}")
+        )
     with np.errstate(invalid="ignore"):
         for col in PRICE_COLUMNS:
             v = values[col]
@@ -242,16 +244,24 @@ def validate_candles(
         o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
         reasons.append((h < lo, lambda i: f"high {h[i]} below low {lo[i]}"))
         reasons.append(
-            (h < np.maximum(o, c), lambda i: f"high {h[i]} below max(open, close) {max(o[i], c[i])}")
+            (
+                h < np.maximum(o, c),
+                lambda i: f"high {h[i]} below max(open, close) {max(o[i], c[i])}",
+            )
         )
         reasons.append(
-            (lo > np.minimum(o, c), lambda i: f"low {lo[i]} above min(open, close) {min(o[i], c[i])}")
+            (
+                lo > np.minimum(o, c),
+                lambda i: f"low {lo[i]} above min(open, close) {min(o[i], c[i])}",
+            )
         )
     ts = candles["ts"]
     ts_na = ts.isna().to_numpy()
     reasons.append((ts_na, lambda i: "ts is missing"))
     off = off_grid_mask(ts, grid)
-    tf_label = next((k for k, s in _TIMEFRAME_SECONDS.items() if s == grid.seconds), f"{grid.seconds}s")
+    tf_label = next(
+        (k for k, s in _TIMEFRAME_SECONDS.items() if s == grid.seconds), f"{grid.seconds}s"
+    )
     reasons.append(
         (
             off,

@@ -330,9 +330,9 @@ def _csv_bytes(candles: pd.DataFrame, source: str) -> bytes:
             "symbol": pa.array(candles["symbol"].astype(str).to_numpy(), pa.string()),
             "asset_class": pa.array(candles["asset_class"].astype(str).to_numpy(), pa.string()),
             "timeframe": pa.array(candles["timeframe"].astype(str).to_numpy(), pa.string()),
-            "ts": pa.array(candles["ts"].dt.as_unit("us").astype("int64").to_numpy(), pa.int64()).cast(
-                pa.timestamp("us", tz="UTC")
-            ),
+            "ts": pa.array(
+                candles["ts"].dt.as_unit("us").astype("int64").to_numpy(), pa.int64()
+            ).cast(pa.timestamp("us", tz="UTC")),
             **{
                 c: pa.array(candles[c].to_numpy(dtype="float64"), pa.float64())
                 for c in ("open", "high", "low", "close", "volume")
@@ -580,8 +580,17 @@ def quarantine(
             ).encode()
         ).hexdigest()
         records.append(
-            (execution_id, provider, source, item.source_row, symbol, timeframe, item.reason,
-             raw, fingerprint)
+            (
+                execution_id,
+                provider,
+                source,
+                item.source_row,
+                symbol,
+                timeframe,
+                item.reason,
+                raw,
+                fingerprint,
+            )
         )
     with conn.cursor() as cur:
         cur.executemany(

@@ -121,7 +121,9 @@ class CsvMapping:
             try:
                 pd.Timestamp("2000-01-01").tz_localize(zone)
             except Exception:  # pytz/zoneinfo raise different types for an unknown zone
-                raise ProviderConfigError(PROVIDER, f"{where}: unknown time zone {zone!r}") from None
+                raise ProviderConfigError(
+                    PROVIDER, f"{where}: unknown time zone {zone!r}"
+                ) from None
         fmt = str(stamps.get("format", _ISO))
         order = str(data.get("order", "any"))
         if order not in ("ascending", "descending", "any"):
@@ -247,25 +249,30 @@ class CsvFileProvider:
             parsed = pd.to_datetime(text, format=self.mapping.ts_format, errors="coerce")
             if getattr(parsed.dt, "tz", None) is not None:
                 return parsed.dt.tz_convert("UTC"), reasons.where(
-                    parsed.notna(), "ts: cannot parse " + text + f" with format {self.mapping.ts_format!r}"
+                    parsed.notna(),
+                    "ts: cannot parse " + text + f" with format {self.mapping.ts_format!r}",
                 )
             naive = parsed
         if len(naive_text):
             unparsed = naive.isna()
             reasons[unparsed[unparsed].index] = (
-                "ts: cannot parse " + naive_text[unparsed].map(repr) + f" as {self.mapping.ts_format}"
+                "ts: cannot parse "
+                + naive_text[unparsed].map(repr)
+                + f" as {self.mapping.ts_format}"
             )
             ok = naive.notna()
             if zone is None:
                 reasons[ok[ok].index] = (
-                    "naive timestamp " + naive_text[ok].map(repr)
+                    "naive timestamp "
+                    + naive_text[ok].map(repr)
                     + " (no UTC offset) and the mapping gives no timezone"
                 )
             elif ok.any():
                 local = naive[ok].dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
                 bad_local = local.isna()
                 reasons[bad_local[bad_local].index] = (
-                    "ts " + naive_text[ok][bad_local].map(repr)
+                    "ts "
+                    + naive_text[ok][bad_local].map(repr)
                     + f" is ambiguous or does not exist in {zone} (DST change)"
                 )
                 out[ok] = local.dt.tz_convert("UTC")

@@ -33,7 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     database = parse_url(args.url)
     window = Window(datetime.fromisoformat(args.start), datetime.fromisoformat(args.end))
-    provider = SyntheticProvider([args.symbol], ["1m"], seed=11, now=datetime(2030, 1, 1, tzinfo=UTC))
+    provider = SyntheticProvider(
+        [args.symbol], ["1m"], seed=11, now=datetime(2030, 1, 1, tzinfo=UTC)
+    )
     options = BackfillOptions(lease_seconds=args.lease, chunk_rows=args.chunk_rows)
     delay = args.start_at - time.time()
     if delay > 0:
@@ -46,8 +48,10 @@ def main() -> None:
         notifier=RecordingNotifier(),
         on_chunk=lambda n: time.sleep(args.pause),
     )
-    print(json.dumps({"status": result.status, "inserted": result.inserted,
-                      "error": result.error}), flush=True)
+    print(
+        json.dumps({"status": result.status, "inserted": result.inserted, "error": result.error}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

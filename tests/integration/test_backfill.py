@@ -156,18 +156,38 @@ def test_BH_04_exclusive_end_loads_the_missing_session_once(
     insert_candles(bconn, HEADER + "\n".join([lines[0], lines[1], lines[3]]))
     provider = csv_provider(tmp_path, source)
     # the off-by-one: end=2024-12-31 excludes the 2024-12-31 session
-    wrong = run(bf_database, provider, "AAA4", "1d", Window(utc(2024, 12, 30), utc(2024, 12, 31)),
-                calendar="XNYS")
+    wrong = run(
+        bf_database,
+        provider,
+        "AAA4",
+        "1d",
+        Window(utc(2024, 12, 30), utc(2024, 12, 31)),
+        calendar="XNYS",
+    )
     assert counts(wrong) == ("completed", 1, 0, 0, 1, 0)
-    right = run(bf_database, provider, "AAA4", "1d", Window(utc(2024, 12, 31), utc(2025, 1, 1)),
-                calendar="XNYS")
+    right = run(
+        bf_database,
+        provider,
+        "AAA4",
+        "1d",
+        Window(utc(2024, 12, 31), utc(2025, 1, 1)),
+        calendar="XNYS",
+    )
     assert counts(right) == ("completed", 1, 1, 0, 0, 0)
-    rerun = run(bf_database, provider, "AAA4", "1d", Window(utc(2024, 12, 31), utc(2025, 1, 1)),
-                calendar="XNYS")
+    rerun = run(
+        bf_database,
+        provider,
+        "AAA4",
+        "1d",
+        Window(utc(2024, 12, 31), utc(2025, 1, 1)),
+        calendar="XNYS",
+    )
     assert counts(rerun) == ("completed", 1, 0, 0, 1, 0)
     sessions = xcals.get_calendar("XNYS").sessions_in_range("2024-12-27", "2025-01-02")
     got = [ts.astimezone(UTC) for ts, *_ in stored(bconn, "AAA4", "1d")]
-    expected = [s.tz_localize("America/New_York").tz_convert("UTC").to_pydatetime() for s in sessions]
+    expected = [
+        s.tz_localize("America/New_York").tz_convert("UTC").to_pydatetime() for s in sessions
+    ]
     assert got == expected  # every NYSE session present: 0 gaps
 
 
@@ -185,11 +205,18 @@ def test_BH_07_confirmed_empty_window_is_recorded_not_a_failure(
 ) -> None:
     provider = csv_provider(tmp_path, feed)
     notifier = RecordingNotifier()
-    loaded = run(bf_database, provider, "SMLC", "1m", Window(utc(2024, 5, 7, 14, 30), utc(2024, 5, 7, 14, 37)),
-                 calendar="XNYS", notifier=notifier)
+    loaded = run(
+        bf_database,
+        provider,
+        "SMLC",
+        "1m",
+        Window(utc(2024, 5, 7, 14, 30), utc(2024, 5, 7, 14, 37)),
+        calendar="XNYS",
+        notifier=notifier,
+    )
     assert counts(loaded) == ("completed", 4, 4, 0, 0, 0)
     hole = Window(utc(2024, 5, 7, 14, 32), utc(2024, 5, 7, 14, 35))
-    for attempt in range(3):
+    for _ in range(3):
         result = run(bf_database, provider, "SMLC", "1m", hole, calendar="XNYS", notifier=notifier)
         assert (result.status, result.fetched, result.confirmed_empty) == ("completed", 0, True)
         assert result.error is None
@@ -221,7 +248,10 @@ def test_BH_11_offsets_normalised_to_utc_four_distinct_candles(
     result = run(bf_database, provider, "BTCX", "1h", Window(utc(2024, 11, 3), utc(2024, 11, 4)))
     assert counts(result) == ("completed", 4, 4, 0, 0, 0)
     assert [row[0] for row in stored(bconn, "BTCX", "1h")] == [
-        utc(2024, 11, 3, 4), utc(2024, 11, 3, 5), utc(2024, 11, 3, 6), utc(2024, 11, 3, 7)
+        utc(2024, 11, 3, 4),
+        utc(2024, 11, 3, 5),
+        utc(2024, 11, 3, 6),
+        utc(2024, 11, 3, 7),
     ]
 
 
@@ -274,8 +304,15 @@ def test_watermark_never_moves_back_and_scheduled_mode_starts_before_it(
     assert db.get_watermark(bconn, "WM", "1h") == utc(2024, 1, 3)  # historical: not backwards
     run(bf_database, provider, "WM", "1h", Window(utc(2024, 2, 1), utc(2024, 2, 2)))
     assert db.get_watermark(bconn, "WM", "1h") == utc(2024, 1, 3)  # would skip a hole
-    scheduled = run(bf_database, provider, "WM", "1h", None, now=utc(2024, 1, 5),
-                    options=BackfillOptions(chunk_rows=1000, lookback=FAST.lookback))
+    scheduled = run(
+        bf_database,
+        provider,
+        "WM",
+        "1h",
+        None,
+        now=utc(2024, 1, 5),
+        options=BackfillOptions(chunk_rows=1000, lookback=FAST.lookback),
+    )
     assert scheduled.window == Window(utc(2024, 1, 2), utc(2024, 1, 5))  # watermark - 24h → now
     assert counts(scheduled) == ("completed", 72, 48, 0, 24, 0)
     assert db.get_watermark(bconn, "WM", "1h") == utc(2024, 1, 5)
@@ -315,13 +352,28 @@ def test_second_backfill_of_an_active_series_is_skipped_and_expired_lease_taken_
     assert db.get_active_backfill_states(bconn, "LOCK", "1h") == []
 
 
-def _worker(database: Database, symbol: str, start: str, end: str, chunk: int, lease: int,
-            *extra: str) -> subprocess.Popen[str]:
+def _worker(
+    database: Database, symbol: str, start: str, end: str, chunk: int, lease: int, *extra: str
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.backfill_worker", database.url(), symbol,
-         start, end, str(chunk), str(lease), *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.backfill_worker",
+            database.url(),
+            symbol,
+            start,
+            end,
+            str(chunk),
+            str(lease),
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -329,8 +381,16 @@ def test_two_processes_backfilling_one_series_one_completes_one_skips(
     bf_database: Database, bconn: psycopg.Connection
 ) -> None:
     start_at = str(time.time() + 3)
-    args = ("2024-03-01T00:00:00+00:00", "2024-03-01T10:00:00+00:00", "100", "60",
-            "--start-at", start_at, "--pause", "0.2")
+    args = (
+        "2024-03-01T00:00:00+00:00",
+        "2024-03-01T10:00:00+00:00",
+        "100",
+        "60",
+        "--start-at",
+        start_at,
+        "--pause",
+        "0.2",
+    )
     procs = [_worker(bf_database, "TWO", *args) for _ in range(2)]
     outputs = []
     for proc in procs:
@@ -379,7 +439,9 @@ def test_backfill_killed_half_way_then_rerun_has_no_duplicates_or_holes(
     assert last is not None and watermark is not None and watermark > last[0]
     provider = SyntheticProvider(["KILL"], ["1m"], seed=11, now=utc(2030, 1, 1))
     window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
-    while db.get_active_backfill_states(bconn, "KILL", "1m")[0].lease_expires_at > datetime.now(UTC):  # type: ignore[operator]
+    while db.get_active_backfill_states(bconn, "KILL", "1m")[0].lease_expires_at > datetime.now(
+        UTC
+    ):  # type: ignore[operator]
         time.sleep(0.1)
     rerun = run(bf_database, provider, "KILL", "1m", window)
     assert rerun.status == "completed"
@@ -414,15 +476,23 @@ def test_three_failures_alert_once_fourth_does_not_success_resets(
         result = run(bf_database, provider, "FAIL", "1h", dead_window, notifier=notifier)
         assert result.status == "failed"
         assert result.error == f"no progress: the source returned no candles in {dead_window}"
-        streaks.append(bconn.execute(
-            "select consecutive_failures from symbol_failure_tracking where symbol = 'FAIL'"
-        ).fetchone())
+        streaks.append(
+            bconn.execute(
+                "select consecutive_failures from symbol_failure_tracking where symbol = 'FAIL'"
+            ).fetchone()
+        )
         assert len(notifier.sent) == (1 if len(streaks) >= 3 else 0)
     assert streaks == [(1,), (2,), (3,), (4,)]
     alert = notifier.sent[0]
     assert (alert.kind, alert.subject) == ("consecutive_failures", "FAIL/1h")
-    ok = run(bf_database, provider, "FAIL", "1h", Window(utc(2024, 5, 1), utc(2024, 5, 2)),
-             notifier=notifier)
+    ok = run(
+        bf_database,
+        provider,
+        "FAIL",
+        "1h",
+        Window(utc(2024, 5, 1), utc(2024, 5, 2)),
+        notifier=notifier,
+    )
     assert ok.status == "completed"
     assert bconn.execute(
         "select consecutive_failures, total_failures, alert_sent_at from symbol_failure_tracking"
@@ -463,10 +533,18 @@ QUAR,crypto,1h,2024-05-06T07:00:00Z,10,11,9,10.5,100
     assert rows == [
         (3, "open: cannot parse 'ten' as a number", "ten"),
         (4, "negative volume: volume=-5.0", "10"),
-        (5, "high 9.0 below low 11.0; high 9.0 below max(open, close) 10.5; "
-            "low 11.0 above min(open, close) 10.0", "10"),
-        (6, "naive timestamp '2024-05-06 04:00:00' (no UTC offset) and the mapping gives no "
-            "timezone", "10"),
+        (
+            5,
+            "high 9.0 below low 11.0; high 9.0 below max(open, close) 10.5; "
+            "low 11.0 above min(open, close) 10.0",
+            "10",
+        ),
+        (
+            6,
+            "naive timestamp '2024-05-06 04:00:00' (no UTC offset) and the mapping gives no "
+            "timezone",
+            "10",
+        ),
         (7, "ts 2024-05-06T05:30:00+00:00 is not on the 1h grid (UTC, anchored at 00:00)", "10"),
         (8, "non-positive price: low=0.0", "10"),
     ]
@@ -527,7 +605,11 @@ def test_mdq_backfill_cli_loads_each_real_file_unedited(
     env["MDQ_DATABASE_URL"] = database.url()
     result = subprocess.run(
         [sys.executable, "-m", "flows.cli", "backfill", "--provider", "csv", "--path", str(path)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if " completed: " in line]

@@ -73,8 +73,13 @@ def test_flow_maps_one_task_per_series_with_a_cap_and_three_runs_leave_the_same_
     snapshots = []
     for attempt in range(3):
         results = backfill(
-            provider=provider, symbols=symbols, start=start, end=end, database=flow_database,
-            notifier=RecordingNotifier(), max_concurrency=3,
+            provider=provider,
+            symbols=symbols,
+            start=start,
+            end=end,
+            database=flow_database,
+            notifier=RecordingNotifier(),
+            max_concurrency=3,
         )
         assert len(results) == 8  # one per (symbol, timeframe)
         assert {r.status for r in results} == {"completed"}

