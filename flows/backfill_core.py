@@ -394,7 +394,10 @@ def plan_requests(
     serves, else everything the provider serves; restricted to ``timeframes`` when given.
 
     For a provider that knows each series' range (a file) and no window given, the window is
-    the series' whole range ``[first_ts, last_ts + timeframe)``.
+    the series' whole range ``[first_ts, last_ts + timeframe)``. A symbol asked for by name
+    that the provider does not serve is still requested (for ``timeframes``, else every
+    timeframe the provider serves): its empty answer is then recorded as a failure ("no
+    progress") instead of being silently ignored.
 
     Returns:
         (requests sorted by symbol and timeframe, the provider's series used).
@@ -421,6 +424,15 @@ def plan_requests(
         requests.append(
             SeriesRequest(s.instrument.symbol, s.timeframe, series_window, s.instrument.calendar)
         )
+    missing = sorted(set(symbols or ()) - {s.instrument.symbol for s in offered})
+    if missing:
+        calendars = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
+        frames = list(timeframes or sorted({s.timeframe for s in offered}))
+        for symbol in missing:
+            for timeframe in frames:
+                requests.append(
+                    SeriesRequest(symbol, timeframe, window, calendars.get(symbol, "24/7"))
+                )
     return requests, chosen
 
 
