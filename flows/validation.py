@@ -212,8 +212,9 @@ def validate_candles(
 
     Checks, in order (a row gets the reasons of every failed check, joined by ``"; "``):
     a missing or non-finite number (NaN, inf); a non-positive price; a negative volume;
-    ``high < low``; ``high`` below max(open, close); ``low`` above min(open, close); a missing
-    ``ts``; ``ts`` off the timeframe grid.
+    ``high < low``; ``high`` below max(open, close); ``low`` above min(open, close); a naive
+    ``ts`` column (no time zone: every row is rejected); a missing ``ts``; ``ts`` off the
+    timeframe grid.
 
     Args:
         candles: canonical columns (``ts`` as ``datetime64[ns, UTC]``, prices and volume as
@@ -256,6 +257,9 @@ def validate_candles(
             )
         )
     ts = candles["ts"]
+    if getattr(ts.dt, "tz", None) is None:  # naive: the zone is unknown, every row is suspect
+        reasons.append((np.ones(n, dtype=bool), lambda i: "naive timestamp (no time zone)"))
+        ts = pd.Series(pd.NaT, index=candles.index, dtype="datetime64[ns, UTC]")
     ts_na = ts.isna().to_numpy()
     reasons.append((ts_na, lambda i: "ts is missing"))
     off = off_grid_mask(ts, grid)

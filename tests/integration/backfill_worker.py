@@ -1,9 +1,11 @@
 """A backfill in its own process, for the concurrency and crash tests (not a test module).
 
 Usage: python -m tests.integration.backfill_worker URL SYMBOL START END CHUNK_ROWS LEASE_S
-       [--start-at EPOCH] [--pause S]
+       [--go-file PATH] [--pause S]
 
-Loads synthetic 1m candles of SYMBOL for [START, END) with ``load_series``; sleeps ``--pause``
+Prints ``ready`` once imported and, with ``--go-file``, waits until that file exists (so two
+workers start together). Loads synthetic 1m candles of SYMBOL for [START, END) with
+``load_series``; sleeps ``--pause``
 seconds after each written chunk (so a test can observe or kill it mid-way); prints the result
 as one JSON line.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import UTC, datetime
 
@@ -28,7 +31,7 @@ def main() -> None:
         parser.add_argument(name)
     parser.add_argument("chunk_rows", type=int)
     parser.add_argument("lease", type=int)
-    parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument("--go-file", default=None)
     parser.add_argument("--pause", type=float, default=0.0)
     args = parser.parse_args()
     database = parse_url(args.url)
@@ -37,9 +40,11 @@ def main() -> None:
         [args.symbol], ["1m"], seed=11, now=datetime(2030, 1, 1, tzinfo=UTC)
     )
     options = BackfillOptions(lease_seconds=args.lease, chunk_rows=args.chunk_rows)
-    delay = args.start_at - time.time()
-    if delay > 0:
-        time.sleep(delay)
+    print("ready", flush=True)
+    if args.go_file:
+        deadline = time.time() + 120
+        while not os.path.exists(args.go_file) and time.time() < deadline:
+            time.sleep(0.01)
     result = load_series(
         database,
         provider,

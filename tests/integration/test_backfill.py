@@ -378,20 +378,24 @@ def _worker(
 
 
 def test_two_processes_backfilling_one_series_one_completes_one_skips(
-    bf_database: Database, bconn: psycopg.Connection
+    bf_database: Database, bconn: psycopg.Connection, tmp_path: Path
 ) -> None:
-    start_at = str(time.time() + 3)
+    go = tmp_path / "go"
     args = (
         "2024-03-01T00:00:00+00:00",
         "2024-03-01T10:00:00+00:00",
         "100",
         "60",
-        "--start-at",
-        start_at,
+        "--go-file",
+        str(go),
         "--pause",
         "0.2",
     )
     procs = [_worker(bf_database, "TWO", *args) for _ in range(2)]
+    for proc in procs:  # both imported and waiting: release them together
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    go.touch()
     outputs = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
@@ -414,6 +418,7 @@ def test_backfill_killed_half_way_then_rerun_has_no_duplicates_or_holes(
 ) -> None:
     start, end = "2024-04-01T00:00:00+00:00", "2024-04-02T00:00:00+00:00"  # 1440 candles
     proc = _worker(bf_database, "KILL", start, end, "100", "2", "--pause", "0.2")
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     deadline = time.time() + 60
     inserted = 0
     while time.time() < deadline:
@@ -626,8 +631,14 @@ def test_a_symbol_the_source_does_not_have_is_a_failure_not_silence(
     path = tmp_path / "one.csv"
     path.write_text(HEADER + "HAVE,crypto,1h,2024-05-06T00:00:00Z,10,11,9,10.5,100\n")
     results = run_backfill(
-        "csv", ["HAVE", "NOPE"], None, utc(2024, 5, 6), utc(2024, 5, 7), path=str(path),
-        database=bf_database, notifier=RecordingNotifier(),
+        "csv",
+        ["HAVE", "NOPE"],
+        None,
+        utc(2024, 5, 6),
+        utc(2024, 5, 7),
+        path=str(path),
+        database=bf_database,
+        notifier=RecordingNotifier(),
     )
     assert [(r.symbol, r.timeframe, r.status, r.inserted) for r in results] == [
         ("HAVE", "1h", "completed", 1),

@@ -238,3 +238,29 @@ def test_synthetic_forming_candle_is_returned_up_to_now() -> None:
     )
     assert got.candles["ts"].iloc[-1] == pd.Timestamp("2024-01-01T10:00Z")
     assert len(got.candles) == 11
+
+
+def test_parquet_with_canonical_columns(tmp_path: Path) -> None:
+    path = tmp_path / "candles.parquet"
+    pd.DataFrame(
+        {
+            "symbol": ["PQ", "PQ"],
+            "asset_class": ["crypto", "crypto"],
+            "timeframe": ["1h", "1h"],
+            "ts": pd.to_datetime(["2024-05-06T01:00Z", "2024-05-06T00:00Z"], utc=True),
+            "open": [10.0, 10.5],
+            "high": [11.0, 11.0],
+            "low": [9.0, 10.0],
+            "close": [10.5, 10.8],
+            "volume": [100.0, 90.0],
+        }
+    ).to_parquet(path)
+    provider = CsvFileProvider(path)
+    [series] = provider.list_series()
+    assert (series.instrument.symbol, series.timeframe) == ("PQ", "1h")
+    got = provider.fetch_candles("PQ", "1h", ALL_TIME)
+    assert sorted(utc_iso(got.candles)) == [
+        "2024-05-06T00:00:00+00:00",
+        "2024-05-06T01:00:00+00:00",
+    ]
+    assert got.rejected == []

@@ -128,3 +128,11 @@ def test_finality_marks_a_candle_still_forming_at_fetch_time() -> None:
     ts = pd.Series(pd.to_datetime(["2024-01-01T09:00Z", "2024-01-01T10:00Z"], utc=True))
     fetched = pd.Timestamp("2024-01-01T10:30Z")
     assert finality(ts, "1h", fetched).tolist() == [True, False]
+
+
+def test_naive_timestamps_are_rejected_not_assumed_utc() -> None:
+    candles = frame("AAA,crypto,1h,2024-05-06T00:00:00Z,10,11,9,10.5,100")
+    candles["ts"] = candles["ts"].dt.tz_localize(None)
+    valid, rejected = validate_candles(candles, grid_for("1h", "24/7"))
+    assert valid.empty
+    assert [r.reason for r in rejected] == ["naive timestamp (no time zone); ts is missing"]
