@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,12 +47,14 @@ class SeriesRequest:
         timeframe: the timeframe.
         window: ``[start, end)``, or None for scheduled mode (watermark minus look-back → now).
         calendar: the instrument's calendar (for the timeframe grid); ``24/7`` when unknown.
+        asset_class: the instrument's asset class, recorded on the state row, when known.
     """
 
     symbol: str
     timeframe: str
     window: Window | None = None
     calendar: str = "24/7"
+    asset_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,6 @@ class SeriesResult:
     error: str | None = None
     seconds: float = 0.0
     watermark: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
@@ -181,6 +182,7 @@ def load_series(
             window=window,
             provider=provider.name,
             lease_seconds=options.lease_seconds,
+            asset_class=request.asset_class,
             flow_run_id=flow_run_id,
         )
         execution_id = state.execution_id
@@ -422,7 +424,13 @@ def plan_requests(
         if series_window is None and s.first_ts is not None and s.last_ts is not None:
             series_window = Window(s.first_ts, next_cursor(s.last_ts, s.timeframe))
         requests.append(
-            SeriesRequest(s.instrument.symbol, s.timeframe, series_window, s.instrument.calendar)
+            SeriesRequest(
+                s.instrument.symbol,
+                s.timeframe,
+                series_window,
+                s.instrument.calendar,
+                s.instrument.asset_class,
+            )
         )
     missing = sorted(set(symbols or ()) - {s.instrument.symbol for s in offered})
     if missing:

@@ -594,6 +594,10 @@ def test_load_sample_data_loads_every_real_file_and_rerun_inserts_nothing(
         ("IBM", "stock", "XNYS", "XNYS"),
         ("MSFT", "stock", "XNYS", "XNYS"),
     ]
+    assert bconn.execute(
+        "select distinct asset_class, provider from backfill_state_persistent"
+        " where symbol = 'BTCUSD'"
+    ).fetchall() == [("crypto", "csv")]
     # daily US equities: 00:00 New York of the session date, in UTC
     assert bconn.execute(
         "select ts from market_data where symbol = 'AAPL' and timeframe = '1d'"
