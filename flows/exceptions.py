@@ -121,7 +121,9 @@ class UnsupportedTimeframe(TerminalError):
     def __init__(self, value: str, accepted: tuple[str, ...]) -> None:
         self.value = value
         self.accepted = accepted
-        super().__init__(f"timeframe {value!r} not supported; expected one of {', '.join(accepted)}")
+        super().__init__(
+            f"timeframe {value!r} not supported; expected one of {', '.join(accepted)}"
+        )
 
 
 class InvalidWindow(TerminalError):
@@ -162,3 +164,18 @@ class ProviderConfigError(TerminalError):
         self.provider = provider
         self.reason = reason
         super().__init__(f"provider {provider}: {reason}")
+
+
+class LeaseLost(TerminalError):
+    """A backfill's claim on its (symbol, timeframe) was taken over (its lease had expired), so
+    it must stop writing.
+
+    Attributes:
+        execution_id: the execution that lost its claim.
+    """
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(
+            f"backfill {execution_id} lost its lease (taken over by another backfill); stopped"
+        )

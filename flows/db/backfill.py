@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg.rows import dict_row
 
+from flows.exceptions import LeaseLost
 from flows.providers.base import Instrument
 from flows.validation import Rejected
 from flows.windows import Window, should_alert
@@ -268,6 +269,27 @@ def update_backfill_state(
     if row is None:
         raise KeyError(f"no backfill state {execution_id}")
     return _state(row)
+
+
+def renew_lease(conn: psycopg.Connection, execution_id: uuid.UUID, lease_seconds: int) -> None:
+    """Extend an in_progress row's lease; call it in each write transaction.
+
+    Raises:
+        LeaseLost: the row is no longer in_progress (another backfill took the series over
+            after the lease expired); the caller's transaction must roll back.
+    """
+    row = conn.execute(
+        """
+        update backfill_state_persistent
+        set lease_expires_at = clock_timestamp() + make_interval(secs => %s),
+            updated_at = clock_timestamp()
+        where execution_id = %s and status = 'in_progress'
+        returning 1
+        """,
+        (lease_seconds, execution_id),
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(str(execution_id))
 
 
 def get_active_backfill_states(

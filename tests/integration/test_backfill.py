@@ -652,3 +652,27 @@ def test_a_symbol_the_source_does_not_have_is_a_failure_not_silence(
         "no progress: the source returned no candles in "
         "[2024-05-06T00:00:00+00:00, 2024-05-07T00:00:00+00:00)"
     )
+
+
+def test_a_worker_whose_lease_was_taken_over_stops_writing(
+    bf_database: Database, bconn: psycopg.Connection
+) -> None:
+    from flows.exceptions import LeaseLost
+
+    window = Window(utc(2024, 1, 1), utc(2024, 1, 2))
+    mine = db.create_backfill_state(
+        bconn, symbol="LOST", timeframe="1h", window=window, provider="t", lease_seconds=60
+    )
+    db.update_backfill_state(bconn, mine.execution_id, status="in_progress", lease_seconds=60)
+    db.renew_lease(bconn, mine.execution_id, 60)  # still ours
+    bconn.execute(
+        "update backfill_state_persistent set lease_expires_at = now() - interval '1 second'"
+        " where execution_id = %s",
+        (mine.execution_id,),
+    )
+    taker = db.create_backfill_state(
+        bconn, symbol="LOST", timeframe="1h", window=window, provider="t", lease_seconds=60
+    )
+    assert taker.status == "pending"
+    with pytest.raises(LeaseLost, match=str(mine.execution_id)):
+        db.renew_lease(bconn, mine.execution_id, 60)
