@@ -122,6 +122,34 @@ class SeriesResult:
     watermark: datetime | None = None
 
 
+class _LogOnlyNotifier:
+    """Logs alerts as warnings (used outside Prefect, see :func:`default_notifier`)."""
+
+    def send(self, alert: Alert) -> None:
+        """Log the alert."""
+        logger.warning("ALERT %s %s: %s", alert.kind, alert.subject, alert.message)
+
+
+def default_notifier() -> Notifier:
+    """The notifier used when none is given.
+
+    Inside a Prefect run, or with ``PREFECT_API_URL`` set, the :class:`flows.notify.LogNotifier`
+    (log + Prefect event). Otherwise (the CLI without Prefect) a log-only notifier: emitting a
+    Prefect event there would start an ephemeral Prefect server, measured at ~25 s.
+    """
+    import os
+    import sys
+
+    if os.environ.get("PREFECT_API_URL"):
+        return LogNotifier()
+    if "prefect.context" in sys.modules:
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is not None:
+            return LogNotifier()
+    return _LogOnlyNotifier()
+
+
 def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return [frame.iloc[i : i + size] for i in range(0, len(frame), size)] or [frame]
 
@@ -154,7 +182,7 @@ def load_series(
         request: the series and window.
         options: tuning.
         flow_run_id: the Prefect flow-run id, recorded on the state row.
-        notifier: alert delivery (default :class:`flows.notify.LogNotifier`).
+        notifier: alert delivery (default: :func:`default_notifier`).
         now: reference time for scheduled mode (default: the real time).
         on_chunk: called with the number of candles after each written chunk.
 
@@ -165,7 +193,7 @@ def load_series(
         DatabaseUnreachable: the database cannot be reached at all.
     """
     started = time.monotonic()
-    notifier = notifier or LogNotifier()
+    notifier = notifier or default_notifier()
     symbol, timeframe = request.symbol, request.timeframe
     with connect(database, autocommit=True) as conn:
         window = request.window or scheduled_window(
