@@ -13,7 +13,7 @@ import logging
 import shlex
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -151,6 +151,131 @@ def demo() -> None:
             console.print(f"applied {len(applied)} migration(s): " + ", ".join(m.name for m in applied))
         else:
             console.print("schema up to date: no migration applied")
+
+
+def _utc(value: str | None, name: str) -> Any:
+    """Parse an ISO date/time option; a value without offset is read as UTC."""
+    from datetime import UTC, datetime
+
+    from flows.exceptions import InvalidWindow
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidWindow(f"--{name} {value!r} is not an ISO date or date-time") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@app.command("backfill")
+@friendly_errors
+def backfill_command(
+    provider: Annotated[
+        str, typer.Option(help="Where candles come from: csv (also parquet) or synthetic.")
+    ] = "csv",
+    path: Annotated[
+        str | None, typer.Option(help="csv: the file (.csv, .csv.gz, .parquet).")
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(help="csv: mapping TOML (default: FILE.mapping.toml beside the file)."),
+    ] = None,
+    symbols: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--symbols", "--symbol", help="Symbols (repeat or comma-separate); default all."
+        ),
+    ] = None,
+    timeframe: Annotated[
+        list[str] | None,
+        typer.Option(help="Timeframes to load (repeat); default all the provider serves."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Window start, INCLUDED (ISO, UTC unless an offset is given)."),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="Window end, EXCLUDED: the window is [start, end). To load 2024-12-31, give "
+            "--end 2025-01-01."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="synthetic: the seed (same seed, same candles).")] = 0,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=32, help="Series loaded at once (default MDQ_BACKFILL_MAX_CONCURRENCY)."
+        ),
+    ] = None,
+    prefect: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefect/--no-prefect",
+            help="Run as the Prefect flow `backfill` (default: only when PREFECT_API_URL is "
+            "set; an ephemeral Prefect server takes tens of seconds to start).",
+        ),
+    ] = None,
+) -> None:
+    """Load candles into market_data for the window [start, end): start included, end excluded.
+
+    Without --start/--end a file loads its whole range and other providers load from each
+    series' watermark minus the look-back up to now. Re-running a window changes nothing.
+    """
+    import os
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from flows.backfill_core import run_backfill
+
+    settings = load_settings()
+    use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
+    if use_prefect:
+        from flows.backfill import backfill as run
+    else:
+        run = run_backfill
+    names = [n.strip() for item in symbols or [] for n in item.split(",") if n.strip()] or None
+    with project_database(settings) as database:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task("backfill", total=None)
+            results = run(
+                provider=provider,
+                symbols=names,
+                timeframes=timeframe,
+                start=_utc(start, "start"),
+                end=_utc(end, "end"),
+                path=path,
+                mapping=mapping,
+                seed=seed,
+                database=database,
+                max_concurrency=concurrency,
+                on_result=lambda r: progress.advance(bar),
+            )
+            progress.update(bar, total=len(results), completed=len(results))
+    for r in results:
+        console.print(
+            f"{r.symbol}/{r.timeframe} {r.status}: window {r.window}, fetched {r.fetched}, "
+            f"inserted {r.inserted}, updated {r.updated}, unchanged {r.unchanged}, "
+            f"quarantined {r.quarantined}, duplicates {r.duplicates}"
+            + (f" ({r.error})" if r.error else ""),
+            highlight=False,
+        )
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -43,6 +43,57 @@ class Settings(BaseSettings):
         default=10, ge=1, le=300, description="Seconds to wait for a PostgreSQL connection."
     )
 
+    backfill_max_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description=(
+            "Backfill: (symbol, timeframe) tasks running at once (each holds one connection)."
+        ),
+    )
+    backfill_lease_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description=(
+            "Backfill: seconds an in_progress state row stays claimed without renewal; after it "
+            "the worker is presumed dead and another backfill may take the series over."
+        ),
+    )
+    backfill_chunk_rows: int = Field(
+        default=200_000,
+        ge=100,
+        le=10_000_000,
+        description=(
+            "Backfill: candles written per transaction (the watermark advances per chunk)."
+        ),
+    )
+    backfill_lookback_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 366,
+        description=(
+            "Backfill, scheduled mode: hours re-loaded before the watermark (late candles, "
+            "vendor corrections); the window runs from watermark minus this up to now."
+        ),
+    )
+    backfill_initial_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=366 * 50,
+        description=(
+            "Backfill, scheduled mode: days of history loaded for a series without watermark."
+        ),
+    )
+    failure_alert_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Consecutive failed backfills of one series before an alert (sent once per streak)."
+        ),
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

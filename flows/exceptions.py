@@ -108,3 +108,74 @@ class DuplicateKeysBlockMigration(MigrationError):
             "deleted. Preview them with `mdq dedupe`, remove them with `mdq dedupe --apply` "
             "(every removed row is logged and can be restored), then run again.",
         )
+
+
+class UnsupportedTimeframe(TerminalError):
+    """A timeframe string the project does not know.
+
+    Attributes:
+        value: the rejected string.
+        accepted: the timeframes that are accepted.
+    """
+
+    def __init__(self, value: str, accepted: tuple[str, ...]) -> None:
+        self.value = value
+        self.accepted = accepted
+        super().__init__(
+            f"timeframe {value!r} not supported; expected one of {', '.join(accepted)}"
+        )
+
+
+class InvalidWindow(TerminalError):
+    """A backfill window that cannot be used (naive bounds, end not after start, ...).
+
+    Attributes:
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid backfill window: {reason}")
+
+
+class ProviderError(TransientError):
+    """A provider could not answer (I/O failure, timeout); retrying may succeed.
+
+    Attributes:
+        provider: the provider name.
+        reason: what went wrong.
+    """
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.provider = provider
+        self.reason = reason
+        super().__init__(f"provider {provider}: {reason}")
+
+
+class ProviderConfigError(TerminalError):
+    """A provider is misconfigured (missing file, bad column mapping, unknown option).
+
+    Attributes:
+        provider: the provider name.
+        reason: what is wrong, naming the bad value and the accepted ones.
+    """
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.provider = provider
+        self.reason = reason
+        super().__init__(f"provider {provider}: {reason}")
+
+
+class LeaseLost(TerminalError):
+    """A backfill's claim on its (symbol, timeframe) was taken over (its lease had expired), so
+    it must stop writing.
+
+    Attributes:
+        execution_id: the execution that lost its claim.
+    """
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(
+            f"backfill {execution_id} lost its lease (taken over by another backfill); stopped"
+        )

@@ -1,0 +1,588 @@
+"""The backfill's work, without Prefect: plan series, load one series, load the sample data.
+
+Windows are half-open ``[start, end)``: ``end`` is excluded (BH-04). Without ``start``/``end`` a
+series loads in scheduled mode: from its watermark minus a look-back up to now. Every execution
+is recorded in ``backfill_state_persistent`` (pending → in_progress → completed | failed |
+skipped) with its counts; one (symbol, timeframe) is backfilled by at most one execution at a
+time (the database enforces it). :mod:`flows.backfill` wraps :func:`load_series` in a Prefect
+task and :func:`run_backfill` in the flow; the CLI (without a Prefect API), ``mdq demo``
+(:func:`load_sample_data`) and the tests call them directly, without importing Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from flows.config import Settings, load_settings
+from flows.db import Database, connect, open_database
+from flows.db import backfill as db
+from flows.exceptions import MdqError, ProviderConfigError
+from flows.notify import Alert, LogNotifier, Notifier
+from flows.providers.base import Provider, Series
+from flows.validation import Rejected, dedupe_batch, finality, grid_for, validate_candles
+from flows.windows import Window, classify_fetch, next_watermark, scheduled_window
+
+logger = logging.getLogger(__name__)
+
+#: Hard cap on the flow's worker threads; ``backfill_max_concurrency`` (≤ this) applies below it.
+MAX_WORKERS = 32
+
+
+@dataclass(frozen=True)
+class SeriesRequest:
+    """One (symbol, timeframe) to backfill.
+
+    Attributes:
+        symbol: the symbol.
+        timeframe: the timeframe.
+        window: ``[start, end)``, or None for scheduled mode (watermark minus look-back → now).
+        calendar: the instrument's calendar (for the timeframe grid); ``24/7`` when unknown.
+        asset_class: the instrument's asset class, recorded on the state row, when known.
+    """
+
+    symbol: str
+    timeframe: str
+    window: Window | None = None
+    calendar: str = "24/7"
+    asset_class: str | None = None
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    """Tuning of one backfill (from :class:`flows.config.Settings`).
+
+    Attributes:
+        lease_seconds: state-row lease without renewal.
+        chunk_rows: candles per write transaction.
+        alert_threshold: consecutive failures before the (one) alert.
+        lookback: scheduled mode: re-load this much before the watermark.
+        initial_history: scheduled mode: history of a series without watermark.
+    """
+
+    lease_seconds: int = 300
+    chunk_rows: int = 200_000
+    alert_threshold: int = 3
+    lookback: timedelta = timedelta(hours=24)
+    initial_history: timedelta = timedelta(days=30)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BackfillOptions:
+        """The options the settings describe."""
+        return cls(
+            lease_seconds=settings.backfill_lease_seconds,
+            chunk_rows=settings.backfill_chunk_rows,
+            alert_threshold=settings.failure_alert_threshold,
+            lookback=timedelta(hours=settings.backfill_lookback_hours),
+            initial_history=timedelta(days=settings.backfill_initial_days),
+        )
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    """How one (symbol, timeframe) backfill ended (mirrors its state row).
+
+    Attributes:
+        execution_id: the state row.
+        status: ``completed``, ``failed`` or ``skipped``.
+        window: the window loaded, ``[start, end)``.
+        fetched: rows the provider returned (valid, invalid and duplicates).
+        inserted, updated, unchanged: effect on market_data.
+        quarantined: rows rejected with a reason.
+        duplicates: exact repeats inside the batch, dropped (BH-03).
+        confirmed_empty: the source confirmed the window holds no candles (BH-07).
+        error: why it failed or was skipped.
+        seconds: wall time.
+        watermark: the series' watermark afterwards.
+    """
+
+    symbol: str
+    timeframe: str
+    execution_id: uuid.UUID
+    status: str
+    window: Window
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    confirmed_empty: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    watermark: datetime | None = None
+
+
+class _LogOnlyNotifier:
+    """Logs alerts as warnings (used outside Prefect, see :func:`default_notifier`)."""
+
+    def send(self, alert: Alert) -> None:
+        """Log the alert."""
+        logger.warning("ALERT %s %s: %s", alert.kind, alert.subject, alert.message)
+
+
+def default_notifier() -> Notifier:
+    """The notifier used when none is given.
+
+    Inside a Prefect run, or with ``PREFECT_API_URL`` set, the :class:`flows.notify.LogNotifier`
+    (log + Prefect event). Otherwise (the CLI without Prefect) a log-only notifier: emitting a
+    Prefect event there would start an ephemeral Prefect server, measured at ~25 s.
+    """
+    import os
+    import sys
+
+    if os.environ.get("PREFECT_API_URL"):
+        return LogNotifier()
+    if "prefect.context" in sys.modules:
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is not None:
+            return LogNotifier()
+    return _LogOnlyNotifier()
+
+
+def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    return [frame.iloc[i : i + size] for i in range(0, len(frame), size)] or [frame]
+
+
+def load_series(
+    database: Database,
+    provider: Provider,
+    request: SeriesRequest,
+    options: BackfillOptions,
+    *,
+    flow_run_id: str | None = None,
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> SeriesResult:
+    """Backfill one (symbol, timeframe): claim, fetch, validate, write, record.
+
+    Steps: claim the series (or record ``skipped`` when another execution holds it); skip the
+    fetch when the window is a recorded confirmed-empty window; fetch; validate (invalid rows
+    → quarantine with reason, raw row and source row); drop in-batch duplicate keys (the
+    later row wins, a conflicting earlier one is quarantined); flag candles that had not closed
+    at fetch time as not final; write in chunks, each chunk in one transaction with its
+    watermark advance and the state row's counts and lease. An empty answer is a failure
+    ("no progress") unless the source confirms the window empty (BH-07). The outcome updates
+    the failure streak; the streak's one alert goes to ``notifier``.
+
+    Args:
+        database: where to write.
+        provider: where to read.
+        request: the series and window.
+        options: tuning.
+        flow_run_id: the Prefect flow-run id, recorded on the state row.
+        notifier: alert delivery (default: :func:`default_notifier`).
+        now: reference time for scheduled mode (default: the real time).
+        on_chunk: called with the number of candles after each written chunk.
+
+    Returns:
+        The outcome; failures are returned (and recorded), not raised.
+
+    Raises:
+        DatabaseUnreachable: the database cannot be reached at all.
+    """
+    started = time.monotonic()
+    notifier = notifier or default_notifier()
+    symbol, timeframe = request.symbol, request.timeframe
+    with connect(database, autocommit=True) as conn:
+        window = request.window or scheduled_window(
+            db.get_watermark(conn, symbol, timeframe),
+            now or datetime.now(UTC),
+            options.lookback,
+            options.initial_history,
+            timeframe,
+        )
+        state = db.create_backfill_state(
+            conn,
+            symbol=symbol,
+            timeframe=timeframe,
+            window=window,
+            provider=provider.name,
+            lease_seconds=options.lease_seconds,
+            asset_class=request.asset_class,
+            flow_run_id=flow_run_id,
+        )
+        execution_id = state.execution_id
+        if state.status == "skipped":
+            return SeriesResult(
+                symbol,
+                timeframe,
+                execution_id,
+                "skipped",
+                window,
+                error=state.error_message,
+                seconds=time.monotonic() - started,
+            )
+        db.update_backfill_state(
+            conn, execution_id, status="in_progress", lease_seconds=options.lease_seconds
+        )
+        counts = {
+            "fetched": 0,
+            "inserted": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "quarantined": 0,
+            "duplicates": 0,
+        }
+
+        def finish(status: str, error: str | None = None, confirmed: bool = False) -> SeriesResult:
+            db.update_backfill_state(
+                conn,
+                execution_id,
+                status=status,
+                error_message=error,
+                records_fetched=counts["fetched"],
+                records_inserted=counts["inserted"],
+                records_updated=counts["updated"],
+                records_unchanged=counts["unchanged"],
+                records_quarantined=counts["quarantined"],
+                records_duplicate=counts["duplicates"],
+            )
+            streak = db.track_symbol_failure(
+                conn,
+                symbol,
+                timeframe,
+                success=status == "completed",
+                threshold=options.alert_threshold,
+                error=error,
+            )
+            if streak.alert_due:
+                notifier.send(
+                    Alert(
+                        kind="consecutive_failures",
+                        subject=f"{symbol}/{timeframe}",
+                        message=(
+                            f"backfill of {symbol}/{timeframe} failed "
+                            f"{streak.consecutive_failures} times in a row; last error: {error}"
+                        ),
+                        details={"execution_id": str(execution_id), "provider": provider.name},
+                    )
+                )
+            return SeriesResult(
+                symbol,
+                timeframe,
+                execution_id,
+                status,
+                window,
+                fetched=counts["fetched"],
+                inserted=counts["inserted"],
+                updated=counts["updated"],
+                unchanged=counts["unchanged"],
+                quarantined=counts["quarantined"],
+                duplicates=counts["duplicates"],
+                confirmed_empty=confirmed,
+                error=error,
+                seconds=time.monotonic() - started,
+                watermark=db.get_watermark(conn, symbol, timeframe),
+            )
+
+        try:
+            if db.is_confirmed_empty(conn, symbol, timeframe, window):
+                return finish("completed", confirmed=True)
+            fetched = provider.fetch_candles(symbol, timeframe, window)
+            candles = fetched.candles
+            counts["fetched"] = len(candles) + len(fetched.rejected)
+            grid = grid_for(timeframe, request.calendar)
+            valid, invalid = validate_candles(candles, grid, fetched.raw)
+            batch = dedupe_batch(valid)
+            counts["duplicates"] = batch.exact_duplicates
+            conflicting = [
+                Rejected(
+                    int(row.source_row) if int(row.source_row) >= 0 else None,
+                    f"duplicate ts {row.ts.isoformat()} in one batch with different values; "
+                    "the later row was kept",
+                    {k: str(v) for k, v in row._asdict().items() if k != "Index"},
+                )
+                for row in batch.conflicting.itertuples()
+            ]
+            rejected = [*fetched.rejected, *invalid, *conflicting]
+            counts["quarantined"] = len(rejected)
+            outcome = classify_fetch(counts["fetched"], fetched.source_confirms_empty, window)
+            with conn.transaction():
+                db.quarantine(
+                    conn,
+                    rejected,
+                    execution_id=execution_id,
+                    provider=provider.name,
+                    source=fetched.source,
+                    symbol=symbol,
+                    timeframe=timeframe,
+                )
+            good = batch.candles.assign(
+                is_final=finality(batch.candles["ts"], timeframe, pd.Timestamp(fetched.fetched_at))
+            )
+            parts = _chunks(good, options.chunk_rows) if len(good) else []
+            for i, part in enumerate(parts):
+                part_start = window.start if i == 0 else part["ts"].iloc[0].to_pydatetime()
+                part_end = (
+                    window.end
+                    if i == len(parts) - 1
+                    else parts[i + 1]["ts"].iloc[0].to_pydatetime()
+                )
+                open_ts = part.loc[~part["is_final"], "ts"]
+                with conn.transaction():
+                    db.renew_lease(conn, execution_id, options.lease_seconds)
+                    wrote = db.write_candles(conn, part, source=fetched.source)
+                    current = db.get_watermark(conn, symbol, timeframe)
+                    mark = next_watermark(
+                        current,
+                        Window(part_start, part_end),
+                        open_ts.min().to_pydatetime() if len(open_ts) else None,
+                    )
+                    if mark is not None and mark != current:
+                        db.set_watermark(conn, symbol, timeframe, mark, execution_id)
+                    counts["inserted"] += wrote.inserted
+                    counts["updated"] += wrote.updated
+                    counts["unchanged"] += wrote.unchanged
+                    db.update_backfill_state(
+                        conn,
+                        execution_id,
+                        lease_seconds=options.lease_seconds,
+                        records_fetched=counts["fetched"],
+                        records_inserted=counts["inserted"],
+                        records_updated=counts["updated"],
+                        records_unchanged=counts["unchanged"],
+                        records_quarantined=counts["quarantined"],
+                        records_duplicate=counts["duplicates"],
+                    )
+                if on_chunk is not None:
+                    on_chunk(len(part))
+            if not outcome.success:
+                return finish("failed", outcome.reason)
+            if outcome.confirmed_empty:
+                with conn.transaction():
+                    db.record_confirmed_empty(
+                        conn, symbol, timeframe, window, provider.name, execution_id
+                    )
+                    current = db.get_watermark(conn, symbol, timeframe)
+                    mark = next_watermark(current, window)
+                    if mark is not None and mark != current:
+                        db.set_watermark(conn, symbol, timeframe, mark, execution_id)
+                return finish("completed", confirmed=True)
+            return finish("completed")
+        except (MdqError, psycopg.Error, ValueError) as exc:
+            logger.warning("backfill %s/%s failed: %s", symbol, timeframe, exc)
+            return finish("failed", f"{type(exc).__name__}: {exc}")
+
+
+# -- providers -----------------------------------------------------------------------------------
+
+
+def make_provider(
+    name: str,
+    *,
+    path: str | Path | None = None,
+    mapping: str | Path | None = None,
+    symbols: Sequence[str] | None = None,
+    timeframes: Sequence[str] | None = None,
+    seed: int = 0,
+) -> Provider:
+    """Build a provider by name.
+
+    Args:
+        name: ``csv`` (also reads parquet) or ``synthetic``.
+        path: csv: the file.
+        mapping: csv: a mapping TOML (default: ``<file>.mapping.toml`` beside it, if any).
+        symbols: synthetic: the symbols (default ``SYN1``).
+        timeframes: synthetic: the timeframes (default ``1m``).
+        seed: synthetic: the seed.
+
+    Raises:
+        ProviderConfigError: unknown name, or a csv provider without ``path``.
+    """
+    if name == "csv":
+        from flows.providers.csv_file import CsvFileProvider, CsvMapping
+
+        if path is None:
+            raise ProviderConfigError("csv", "--path is required")
+        return CsvFileProvider(Path(path), CsvMapping.load(Path(mapping)) if mapping else None)
+    if name == "synthetic":
+        from flows.providers.synthetic import SyntheticProvider
+
+        return SyntheticProvider(list(symbols or ["SYN1"]), list(timeframes or ["1m"]), seed=seed)
+    raise ProviderConfigError(name, f"unknown provider {name!r}; expected csv or synthetic")
+
+
+def plan_requests(
+    provider: Provider,
+    conn: psycopg.Connection,
+    symbols: Sequence[str] | None,
+    timeframes: Sequence[str] | None,
+    window: Window | None,
+) -> tuple[list[SeriesRequest], list[Series]]:
+    """Which series to load: the given symbols, else the active instruments the provider
+    serves, else everything the provider serves; restricted to ``timeframes`` when given.
+
+    For a provider that knows each series' range (a file) and no window given, the window is
+    the series' whole range ``[first_ts, last_ts + timeframe)``. A symbol asked for by name
+    that the provider does not serve is still requested (for ``timeframes``, else every
+    timeframe the provider serves): its empty answer is then recorded as a failure ("no
+    progress") instead of being silently ignored.
+
+    Returns:
+        (requests sorted by symbol and timeframe, the provider's series used).
+    """
+    from flows.windows import next_cursor
+
+    offered = provider.list_series()
+    if symbols:
+        wanted = set(symbols)
+    else:
+        active = {i.symbol for i in db.get_instruments(conn)}
+        served = {s.instrument.symbol for s in offered}
+        wanted = (active & served) or served
+    chosen = [
+        s
+        for s in offered
+        if s.instrument.symbol in wanted and (not timeframes or s.timeframe in timeframes)
+    ]
+    requests = []
+    for s in chosen:
+        series_window = window
+        if series_window is None and s.first_ts is not None and s.last_ts is not None:
+            series_window = Window(s.first_ts, next_cursor(s.last_ts, s.timeframe))
+        requests.append(
+            SeriesRequest(
+                s.instrument.symbol,
+                s.timeframe,
+                series_window,
+                s.instrument.calendar,
+                s.instrument.asset_class,
+            )
+        )
+    missing = sorted(set(symbols or ()) - {s.instrument.symbol for s in offered})
+    if missing:
+        calendars = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
+        frames = list(timeframes or sorted({s.timeframe for s in offered}))
+        for symbol in missing:
+            for timeframe in frames:
+                requests.append(
+                    SeriesRequest(symbol, timeframe, window, calendars.get(symbol, "24/7"))
+                )
+    return requests, chosen
+
+
+def run_backfill(
+    provider: str | Provider = "synthetic",
+    symbols: Sequence[str] | None = None,
+    timeframes: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    path: str | None = None,
+    mapping: str | None = None,
+    seed: int = 0,
+    database: Database | None = None,
+    notifier: Notifier | None = None,
+    max_concurrency: int | None = None,
+    on_result: Callable[[SeriesResult], None] | None = None,
+    run_wave: Callable[
+        [Database, Provider, list[SeriesRequest], BackfillOptions], list[SeriesResult]
+    ]
+    | None = None,
+) -> list[SeriesResult]:
+    """The body of :func:`backfill`, runnable without Prefect (the CLI's default when no
+    Prefect API is configured): same arguments, same results.
+
+    Series run in waves of at most ``max_concurrency``; ``run_wave`` runs one wave (the flow
+    submits Prefect tasks; the default is a thread pool of the wave's size).
+
+    Raises:
+        InvalidWindow: only one of start/end, naive datetimes, or end not after start.
+        ProviderConfigError: unknown provider or bad provider options.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flows.exceptions import InvalidWindow
+
+    settings = load_settings()
+    options = BackfillOptions.from_settings(settings)
+    if (start is None) != (end is None):
+        raise InvalidWindow("give both start and end, or neither (scheduled mode)")
+    window = Window(start, end) if start is not None and end is not None else None
+    prov = (
+        make_provider(
+            provider, path=path, mapping=mapping, symbols=symbols, timeframes=timeframes, seed=seed
+        )
+        if isinstance(provider, str)
+        else provider
+    )
+    cap = max(1, min(max_concurrency or settings.backfill_max_concurrency, MAX_WORKERS))
+
+    def threads(
+        target: Database, p: Provider, wave: list[SeriesRequest], o: BackfillOptions
+    ) -> list[SeriesResult]:
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            return list(pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave))
+
+    runner = run_wave or threads
+    with _database(settings, database) as target:
+        with connect(target, autocommit=True) as conn:
+            requests, series = plan_requests(prov, conn, symbols, timeframes, window)
+            db.upsert_instruments(conn, [s.instrument for s in series])
+        results: list[SeriesResult] = []
+        for offset in range(0, len(requests), cap):
+            for result in runner(target, prov, requests[offset : offset + cap], options):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+    return results
+
+
+def _database(settings: Settings, database: Database | None) -> Any:
+    import contextlib
+
+    if database is not None:
+        return contextlib.nullcontext(database)
+    return open_database(settings)
+
+
+# -- sample data -----------------------------------------------------------------------------------
+
+
+def load_sample_data(
+    database: Database,
+    *,
+    options: BackfillOptions | None = None,
+    notifier: Notifier | None = None,
+    on_result: Callable[[SeriesResult], None] | None = None,
+) -> list[SeriesResult]:
+    """Load every shipped sample file and its instruments (without Prefect; for ``mdq demo``).
+
+    Each series loads its whole range. Re-running inserts 0 rows (everything is unchanged).
+
+    Args:
+        database: a migrated database.
+        options: tuning (default: :class:`BackfillOptions` defaults).
+        notifier: alert delivery.
+        on_result: called with each series' result.
+
+    Returns:
+        One result per (file, symbol, timeframe), files in name order.
+    """
+    from flows.providers.csv_file import CsvFileProvider, sample_files
+
+    options = options or BackfillOptions()
+    results = []
+    for path in sample_files():
+        provider = CsvFileProvider(path)
+        with connect(database, autocommit=True) as conn:
+            requests, series = plan_requests(provider, conn, None, None, None)
+            db.upsert_instruments(conn, [s.instrument for s in series])
+        for request in requests:
+            result = load_series(database, provider, request, options, notifier=notifier)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results

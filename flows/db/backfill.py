@@ -1,0 +1,780 @@
+"""All SQL of the backfill: state rows, candle writes, watermarks, empty windows, quarantine,
+failure streaks and instruments.
+
+Functions take an open connection and run inside the caller's transaction when there is one
+(they open a savepoint where they need atomicity of their own). Values always travel as ``%s``
+parameters. Tables: ``backfill_state_persistent``, ``market_data``, ``backfill_watermarks``,
+``backfill_confirmed_empty``, ``quarantined_candles``, ``symbol_failure_tracking``,
+``instruments`` (migrations 001-003, 010).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg.rows import dict_row
+
+from flows.exceptions import LeaseLost
+from flows.providers.base import Instrument
+from flows.validation import Rejected
+from flows.windows import Window, should_alert
+
+#: Columns written to market_data, in COPY order.
+WRITE_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "asset_class",
+    "timeframe",
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "source",
+    "is_final",
+)
+_COLUMN_LIST = ", ".join(WRITE_COLUMNS)
+ACTIVE = ("pending", "in_progress")
+
+
+@dataclass(frozen=True)
+class BackfillState:
+    """One row of ``backfill_state_persistent``.
+
+    Attributes mirror the columns; instants are UTC-aware; the window is ``[start, end)``.
+    """
+
+    execution_id: uuid.UUID
+    symbol: str
+    timeframe: str
+    status: str
+    asset_class: str | None = None
+    provider: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    records_fetched: int = 0
+    records_inserted: int = 0
+    records_updated: int = 0
+    records_unchanged: int = 0
+    records_quarantined: int = 0
+    records_duplicate: int = 0
+    error_message: str | None = None
+    flow_run_id: str | None = None
+    lease_expires_at: datetime | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+_STATE_FIELDS = tuple(BackfillState.__dataclass_fields__)
+
+
+def _state(row: dict[str, Any]) -> BackfillState:
+    return BackfillState(**{k: row[k] for k in _STATE_FIELDS})
+
+
+def create_backfill_state(
+    conn: psycopg.Connection,
+    *,
+    symbol: str,
+    timeframe: str,
+    window: Window,
+    provider: str,
+    lease_seconds: int,
+    asset_class: str | None = None,
+    flow_run_id: str | None = None,
+) -> BackfillState:
+    """Claim (symbol, timeframe) for one backfill execution.
+
+    The partial unique index ``uq_backfill_state_one_active`` allows one pending/in_progress
+    row per (symbol, timeframe). An active row whose lease has expired (its worker died) is
+    marked failed and taken over. When a live backfill holds the series, the new execution is
+    recorded directly as ``skipped`` (a second active row is impossible) and must not run.
+
+    Args:
+        conn: open connection.
+        symbol: the symbol.
+        timeframe: the timeframe.
+        window: requested window ``[start, end)``.
+        provider: provider name.
+        lease_seconds: how long the claim holds without renewal.
+        asset_class: the asset class, when known.
+        flow_run_id: the Prefect flow-run id, when run by Prefect.
+
+    Returns:
+        The new row: status ``pending`` (claimed) or ``skipped`` (another one is active;
+        ``error_message`` names it).
+    """
+    execution_id = uuid.uuid4()
+    params = {
+        "execution_id": execution_id,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "asset_class": asset_class,
+        "provider": provider,
+        "window_start": window.start,
+        "window_end": window.end,
+        "flow_run_id": flow_run_id,
+        "lease": lease_seconds,
+    }
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            update backfill_state_persistent
+            set status = 'failed',
+                error_message = 'lease expired at ' || lease_expires_at::text
+                    || ' (worker presumed dead); taken over by ' || %(execution_id)s::text,
+                completed_at = clock_timestamp(),
+                updated_at = clock_timestamp()
+            where symbol = %(symbol)s
+                and timeframe = %(timeframe)s
+                and status in ('pending', 'in_progress')
+                and lease_expires_at < clock_timestamp()
+            """,
+            params,
+        )
+        cur.execute(
+            """
+            insert into backfill_state_persistent (
+                execution_id, symbol, asset_class, timeframe, status, provider,
+                window_start, window_end, flow_run_id, lease_expires_at
+            )
+            values (
+                %(execution_id)s, %(symbol)s, %(asset_class)s, %(timeframe)s, 'pending',
+                %(provider)s, %(window_start)s, %(window_end)s, %(flow_run_id)s,
+                clock_timestamp() + make_interval(secs => %(lease)s)
+            )
+            on conflict (symbol, timeframe) where status in ('pending', 'in_progress')
+            do nothing
+            returning *
+            """,
+            params,
+        )
+        row = cur.fetchone()
+        if row is not None:
+            return _state(row)
+        cur.execute(
+            """
+            select execution_id, status, lease_expires_at
+            from backfill_state_persistent
+            where symbol = %(symbol)s
+                and timeframe = %(timeframe)s
+                and status in ('pending', 'in_progress')
+            """,
+            params,
+        )
+        holder = cur.fetchone()
+        reason = (
+            f"skipped: backfill {holder['execution_id']} is {holder['status']} for "
+            f"{symbol}/{timeframe} (lease until {holder['lease_expires_at'].isoformat()})"
+            if holder
+            else f"skipped: another backfill was active for {symbol}/{timeframe}"
+        )
+        cur.execute(
+            """
+            insert into backfill_state_persistent (
+                execution_id, symbol, asset_class, timeframe, status, provider,
+                window_start, window_end, flow_run_id, error_message, completed_at
+            )
+            values (
+                %(execution_id)s, %(symbol)s, %(asset_class)s, %(timeframe)s, 'skipped',
+                %(provider)s, %(window_start)s, %(window_end)s, %(flow_run_id)s,
+                %(reason)s, clock_timestamp()
+            )
+            returning *
+            """,
+            {**params, "reason": reason},
+        )
+        skipped = cur.fetchone()
+        assert skipped is not None
+        return _state(skipped)
+
+
+def update_backfill_state(
+    conn: psycopg.Connection,
+    execution_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    lease_seconds: int | None = None,
+    error_message: str | None = None,
+    **counts: int,
+) -> BackfillState:
+    """Update one state row: status, counts, error, lease.
+
+    Moving to ``in_progress`` sets ``started_at``; moving to ``completed``/``failed``/
+    ``skipped`` sets ``completed_at`` and clears the lease.
+
+    Args:
+        conn: open connection.
+        execution_id: the row.
+        status: new status, or None to keep it.
+        lease_seconds: renew the lease to now + this many seconds.
+        error_message: the error, for a failure.
+        **counts: ``records_fetched``, ``records_inserted``, ``records_updated``,
+            ``records_unchanged``, ``records_quarantined``, ``records_duplicate`` (totals).
+
+    Returns:
+        The updated row.
+
+    Raises:
+        KeyError: an unknown count name, or no such execution.
+    """
+    allowed = {
+        "records_fetched",
+        "records_inserted",
+        "records_updated",
+        "records_unchanged",
+        "records_quarantined",
+        "records_duplicate",
+    }
+    unknown = set(counts) - allowed
+    if unknown:
+        raise KeyError(f"unknown counts {sorted(unknown)}; expected {sorted(allowed)}")
+    sets = [f"{name} = %({name})s" for name in counts]  # names checked against `allowed`
+    params: dict[str, Any] = {"execution_id": execution_id, **counts}
+    if status is not None:
+        sets.append("status = %(status)s")
+        params["status"] = status
+        if status == "in_progress":
+            sets.append("started_at = coalesce(started_at, clock_timestamp())")
+        elif status in ("completed", "failed", "skipped"):
+            sets.append("completed_at = clock_timestamp()")
+            sets.append("lease_expires_at = null")
+    if lease_seconds is not None and status not in ("completed", "failed", "skipped"):
+        sets.append("lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)")
+        params["lease"] = lease_seconds
+    if error_message is not None:
+        sets.append("error_message = %(error_message)s")
+        params["error_message"] = error_message
+    sets.append("updated_at = clock_timestamp()")
+    query = (
+        "update backfill_state_persistent set "
+        + ", ".join(sets)
+        + " where execution_id = %(execution_id)s returning *"
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query.encode(), params)
+        row = cur.fetchone()
+    if row is None:
+        raise KeyError(f"no backfill state {execution_id}")
+    return _state(row)
+
+
+def renew_lease(conn: psycopg.Connection, execution_id: uuid.UUID, lease_seconds: int) -> None:
+    """Extend an in_progress row's lease; call it in each write transaction.
+
+    Raises:
+        LeaseLost: the row is no longer in_progress (another backfill took the series over
+            after the lease expired); the caller's transaction must roll back.
+    """
+    row = conn.execute(
+        """
+        update backfill_state_persistent
+        set lease_expires_at = clock_timestamp() + make_interval(secs => %s),
+            updated_at = clock_timestamp()
+        where execution_id = %s and status = 'in_progress'
+        returning 1
+        """,
+        (lease_seconds, execution_id),
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(str(execution_id))
+
+
+def get_active_backfill_states(
+    conn: psycopg.Connection, symbol: str | None = None, timeframe: str | None = None
+) -> list[BackfillState]:
+    """Pending and in_progress rows (optionally of one symbol/timeframe), oldest first.
+
+    Rows whose lease has expired are included; ``lease_expires_at`` tells them apart.
+    """
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            select *
+            from backfill_state_persistent
+            where status in ('pending', 'in_progress')
+                and (%(symbol)s::text is null or symbol = %(symbol)s)
+                and (%(timeframe)s::text is null or timeframe = %(timeframe)s)
+            order by created_at
+            """,
+            {"symbol": symbol, "timeframe": timeframe},
+        )
+        return [_state(r) for r in cur.fetchall()]
+
+
+def get_backfill_state(conn: psycopg.Connection, execution_id: uuid.UUID) -> BackfillState | None:
+    """One state row by execution id, or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from backfill_state_persistent where execution_id = %s", (execution_id,)
+        )
+        row = cur.fetchone()
+    return _state(row) if row else None
+
+
+# -- candles -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriteCounts:
+    """What one write did to ``market_data``.
+
+    Attributes:
+        inserted: new keys.
+        updated: existing keys whose values changed (a vendor correction, a candle closing).
+        unchanged: existing keys with identical values: not rewritten.
+        fast_path: True when the rows went straight in with COPY (no existing row in range).
+    """
+
+    inserted: int
+    updated: int
+    unchanged: int
+    fast_path: bool = False
+
+
+def _csv_bytes(candles: pd.DataFrame, source: str) -> bytes:
+    """Encode candles as CSV for COPY (pyarrow's multithreaded writer)."""
+    n = len(candles)
+    table = pa.table(
+        {
+            "symbol": pa.array(candles["symbol"].astype(str).to_numpy(), pa.string()),
+            "asset_class": pa.array(candles["asset_class"].astype(str).to_numpy(), pa.string()),
+            "timeframe": pa.array(candles["timeframe"].astype(str).to_numpy(), pa.string()),
+            "ts": pa.array(
+                candles["ts"].dt.as_unit("us").astype("int64").to_numpy(), pa.int64()
+            ).cast(pa.timestamp("us", tz="UTC")),
+            **{
+                c: pa.array(candles[c].to_numpy(dtype="float64"), pa.float64())
+                for c in ("open", "high", "low", "close", "volume")
+            },
+            "source": pa.array([source] * n, pa.string()) if n else pa.array([], pa.string()),
+            "is_final": pa.array(candles["is_final"].to_numpy(dtype=bool), pa.bool_()),
+        }
+    )
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
+    return sink.getvalue()
+
+
+def _copy(conn: psycopg.Connection, table: str, payload: bytes) -> None:
+    statement = f"copy {table} ({_COLUMN_LIST}) from stdin (format csv)"  # constant names only
+    with conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+        view = memoryview(payload)
+        for offset in range(0, len(view), 1 << 20):
+            copy.write(view[offset : offset + (1 << 20)])
+
+
+def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: str) -> WriteCounts:
+    """Write candles of one (symbol, timeframe), set-based and keyed on (symbol, timeframe, ts).
+
+    When no row exists yet in the batch's time range, the rows are COPYed straight into
+    ``market_data`` (first load, close to raw keyed-COPY speed). Otherwise they are COPYed into
+    a temporary table and upserted with ``on conflict (symbol, timeframe, ts) do update ...
+    where (...) is distinct from (...)``: an unchanged candle is not rewritten (no dead tuple),
+    a changed one is updated, and a final candle is never replaced by a not-final one.
+    Runs in a savepoint of the caller's transaction (or its own transaction).
+
+    Args:
+        conn: open connection.
+        candles: unique on ``ts``, one (symbol, timeframe); canonical columns plus
+            ``is_final``; ``ts`` UTC-aware.
+        source: stored in ``market_data.source``.
+
+    Returns:
+        Inserted, updated and unchanged counts (they add up to ``len(candles)``).
+    """
+    n = len(candles)
+    if n == 0:
+        return WriteCounts(0, 0, 0)
+    payload = _csv_bytes(candles, source)
+    symbol = str(candles["symbol"].iloc[0])
+    timeframe = str(candles["timeframe"].iloc[0])
+    lo, hi = candles["ts"].min().to_pydatetime(), candles["ts"].max().to_pydatetime()
+    with conn.transaction():
+        row = conn.execute(
+            """
+            select exists (
+                select 1 from market_data
+                where symbol = %s and timeframe = %s and ts >= %s and ts <= %s
+            )
+            """,
+            (symbol, timeframe, lo, hi),
+        ).fetchone()
+        if row is not None and not row[0]:
+            try:
+                with conn.transaction():
+                    _copy(conn, "market_data", payload)
+                return WriteCounts(n, 0, 0, fast_path=True)
+            except psycopg.errors.UniqueViolation:
+                pass  # a row appeared meanwhile: fall back to the keyed upsert
+        conn.execute(
+            """
+            create temp table if not exists mdq_incoming_candles (
+                symbol text, asset_class text, timeframe text, ts timestamptz,
+                open double precision, high double precision, low double precision,
+                close double precision, volume double precision, source text,
+                is_final boolean
+            ) on commit delete rows
+            """
+        )
+        conn.execute("truncate mdq_incoming_candles")
+        _copy(conn, "mdq_incoming_candles", payload)
+        result = conn.execute(
+            """
+            with upserted as (
+                insert into market_data as md (
+                    symbol, asset_class, timeframe, ts, open, high, low, close, volume,
+                    source, is_final
+                )
+                select
+                    incoming.symbol,
+                    incoming.asset_class,
+                    incoming.timeframe,
+                    incoming.ts,
+                    incoming.open,
+                    incoming.high,
+                    incoming.low,
+                    incoming.close,
+                    incoming.volume,
+                    incoming.source,
+                    incoming.is_final
+                from mdq_incoming_candles as incoming
+                on conflict (symbol, timeframe, ts) do update
+                set asset_class = excluded.asset_class,
+                    open = excluded.open,
+                    high = excluded.high,
+                    low = excluded.low,
+                    close = excluded.close,
+                    volume = excluded.volume,
+                    source = excluded.source,
+                    is_final = excluded.is_final,
+                    updated_at = now()
+                where (
+                    md.asset_class, md.open, md.high, md.low, md.close, md.volume, md.is_final
+                ) is distinct from (
+                    excluded.asset_class, excluded.open, excluded.high, excluded.low,
+                    excluded.close, excluded.volume, excluded.is_final
+                )
+                    and (excluded.is_final or not md.is_final)
+                returning (md.xmax = 0) as is_insert
+            ),
+
+            final as (
+                select
+                    count(*) filter (where is_insert) as inserted,
+                    count(*) filter (where not is_insert) as updated
+                from upserted
+            )
+
+            select * from final
+            """
+        ).fetchone()
+    assert result is not None
+    inserted, updated = int(result[0]), int(result[1])
+    return WriteCounts(inserted, updated, n - inserted - updated)
+
+
+# -- watermarks and confirmed-empty windows --------------------------------------------------------
+
+
+def get_watermark(conn: psycopg.Connection, symbol: str, timeframe: str) -> datetime | None:
+    """The watermark of a series (exclusive: every candle before it is loaded), or None."""
+    row = conn.execute(
+        "select watermark_at from backfill_watermarks where symbol = %s and timeframe = %s",
+        (symbol, timeframe),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def set_watermark(
+    conn: psycopg.Connection,
+    symbol: str,
+    timeframe: str,
+    watermark_at: datetime,
+    execution_id: uuid.UUID | None,
+) -> datetime:
+    """Store a watermark; it never moves backwards (``greatest`` of old and new).
+
+    Call it in the transaction that wrote the rows it covers.
+
+    Returns:
+        The stored watermark.
+    """
+    row = conn.execute(
+        """
+        insert into backfill_watermarks as w (symbol, timeframe, watermark_at, execution_id)
+        values (%s, %s, %s, %s)
+        on conflict (symbol, timeframe) do update
+        set watermark_at = greatest(w.watermark_at, excluded.watermark_at),
+            execution_id = case
+                when excluded.watermark_at > w.watermark_at then excluded.execution_id
+                else w.execution_id
+            end,
+            updated_at = now()
+        returning watermark_at
+        """,
+        (symbol, timeframe, watermark_at, execution_id),
+    ).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def is_confirmed_empty(
+    conn: psycopg.Connection, symbol: str, timeframe: str, window: Window
+) -> bool:
+    """True when one recorded confirmed-empty window contains all of ``window``."""
+    row = conn.execute(
+        """
+        select exists (
+            select 1 from backfill_confirmed_empty
+            where symbol = %s and timeframe = %s and window_start <= %s and window_end >= %s
+        )
+        """,
+        (symbol, timeframe, window.start, window.end),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def record_confirmed_empty(
+    conn: psycopg.Connection,
+    symbol: str,
+    timeframe: str,
+    window: Window,
+    provider: str,
+    execution_id: uuid.UUID | None,
+) -> None:
+    """Record that the source answered ``window`` successfully with no candles (BH-07)."""
+    conn.execute(
+        """
+        insert into backfill_confirmed_empty as e (
+            symbol, timeframe, window_start, window_end, provider, execution_id
+        )
+        values (%s, %s, %s, %s, %s, %s)
+        on conflict (symbol, timeframe, window_start) do update
+        set window_end = greatest(e.window_end, excluded.window_end),
+            confirmed_at = now()
+        """,
+        (symbol, timeframe, window.start, window.end, provider, execution_id),
+    )
+
+
+# -- quarantine ----------------------------------------------------------------------------------
+
+
+def quarantine(
+    conn: psycopg.Connection,
+    rejected: Sequence[Rejected],
+    *,
+    execution_id: uuid.UUID | None,
+    provider: str,
+    source: str,
+    symbol: str | None,
+    timeframe: str | None,
+) -> int:
+    """Store rejected input rows with their reason, raw row and source row number.
+
+    A row already quarantined (same provider, source, row number, reason and raw row) is not
+    stored twice.
+
+    Returns:
+        How many rows were newly stored.
+    """
+    if not rejected:
+        return 0
+    records = []
+    for item in rejected:
+        raw = json.dumps(item.raw, sort_keys=True, default=str)
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                [provider, source, item.source_row, item.reason, symbol, timeframe, raw]
+            ).encode()
+        ).hexdigest()
+        records.append(
+            (
+                execution_id,
+                provider,
+                source,
+                item.source_row,
+                symbol,
+                timeframe,
+                item.reason,
+                raw,
+                fingerprint,
+            )
+        )
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into quarantined_candles (
+                execution_id, provider, source, source_row, symbol, timeframe, reason,
+                raw_row, fingerprint
+            )
+            values (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+            on conflict (fingerprint) do nothing
+            """,
+            records,
+        )
+        return max(cur.rowcount, 0)
+
+
+# -- failure tracking ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailureStatus:
+    """A series' failure streak after one backfill.
+
+    Attributes:
+        consecutive_failures: the streak (0 after a success).
+        should_alert: the streak is at or past the threshold.
+        alert_due: this call claimed the streak's one alert: send it now.
+    """
+
+    consecutive_failures: int
+    should_alert: bool
+    alert_due: bool
+
+
+def track_symbol_failure(
+    conn: psycopg.Connection,
+    symbol: str,
+    timeframe: str,
+    *,
+    success: bool,
+    threshold: int,
+    error: str | None = None,
+) -> FailureStatus:
+    """Record a backfill outcome in ``symbol_failure_tracking``.
+
+    A success resets the streak (and re-arms the alert); a failure increments it. The first
+    call that finds the streak at ``>= threshold`` with no alert sent claims the alert
+    atomically (``alert_sent_at``), so one streak yields exactly one alert, even with
+    concurrent callers.
+
+    Args:
+        conn: open connection.
+        symbol: the symbol.
+        timeframe: the timeframe.
+        success: the outcome.
+        threshold: alert when the streak reaches this many failures.
+        error: the failure's message.
+
+    Returns:
+        The streak and whether to alert now.
+    """
+    if success:
+        conn.execute(
+            """
+            insert into symbol_failure_tracking as t (
+                symbol, timeframe, consecutive_failures, last_success_at
+            )
+            values (%s, %s, 0, now())
+            on conflict (symbol, timeframe) do update
+            set consecutive_failures = 0,
+                last_success_at = now(),
+                alert_sent_at = null,
+                updated_at = now()
+            """,
+            (symbol, timeframe),
+        )
+        return FailureStatus(0, False, False)
+    row = conn.execute(
+        """
+        insert into symbol_failure_tracking as t (
+            symbol, timeframe, consecutive_failures, total_failures, last_error, last_failure_at
+        )
+        values (%s, %s, 1, 1, %s, now())
+        on conflict (symbol, timeframe) do update
+        set consecutive_failures = t.consecutive_failures + 1,
+            total_failures = t.total_failures + 1,
+            last_error = excluded.last_error,
+            last_failure_at = now(),
+            updated_at = now()
+        returning consecutive_failures
+        """,
+        (symbol, timeframe, error),
+    ).fetchone()
+    assert row is not None
+    streak = int(row[0])
+    alert = should_alert(streak, threshold)
+    claimed = False
+    if alert:
+        claimed = (
+            conn.execute(
+                """
+                update symbol_failure_tracking
+                set alert_sent_at = now()
+                where symbol = %s and timeframe = %s and alert_sent_at is null
+                returning 1
+                """,
+                (symbol, timeframe),
+            ).fetchone()
+            is not None
+        )
+    return FailureStatus(streak, alert, claimed)
+
+
+# -- instruments ---------------------------------------------------------------------------------
+
+
+def upsert_instruments(conn: psycopg.Connection, instruments: Iterable[Instrument]) -> int:
+    """Insert or refresh ``instruments`` rows; an unchanged row is not rewritten.
+
+    Returns:
+        Rows inserted or changed.
+    """
+    records = {
+        i.symbol: (i.symbol, i.asset_class, i.exchange, i.calendar, i.quote_currency)
+        for i in instruments
+    }
+    changed = 0
+    with conn.cursor() as cur:
+        for record in records.values():
+            cur.execute(
+                """
+                insert into instruments as i (
+                    symbol, asset_class, exchange, calendar, quote_currency
+                )
+                values (%s, %s, %s, %s, %s)
+                on conflict (symbol) do update
+                set asset_class = excluded.asset_class,
+                    exchange = coalesce(excluded.exchange, i.exchange),
+                    calendar = excluded.calendar,
+                    quote_currency = coalesce(excluded.quote_currency, i.quote_currency),
+                    updated_at = now()
+                where (i.asset_class, i.exchange, i.calendar, i.quote_currency)
+                    is distinct from (
+                        excluded.asset_class, coalesce(excluded.exchange, i.exchange),
+                        excluded.calendar, coalesce(excluded.quote_currency, i.quote_currency)
+                    )
+                """,
+                record,
+            )
+            changed += max(cur.rowcount, 0)
+    return changed
+
+
+def get_instruments(conn: psycopg.Connection, *, active_only: bool = True) -> list[Instrument]:
+    """Instruments, sorted by symbol (only ``active`` ones by default)."""
+    rows = conn.execute(
+        """
+        select symbol, asset_class, calendar, exchange, quote_currency
+        from instruments
+        where active or not %s
+        order by symbol
+        """,
+        (active_only,),
+    ).fetchall()
+    return [Instrument(*row) for row in rows]

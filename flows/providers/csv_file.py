@@ -1,0 +1,418 @@
+"""The ``csv`` provider: CSV (plain or compressed) and parquet files, read as they are.
+
+Without a mapping a file must have the canonical columns
+``symbol,asset_class,timeframe,ts,open,high,low,close,volume`` with ``ts`` in ISO 8601 carrying an
+offset (``Z`` or ``±hh:mm``). Any other layout is described by a declarative mapping (TOML) that
+names the columns, the timestamp format and zone, the banner lines to skip, which column is the
+volume, and constants for what the file does not hold. A mapping is found next to the file as
+``<file name>.mapping.toml`` or given explicitly. Example (Coinbase export)::
+
+    skip_rows = 1                    # banner line before the header
+    order = "descending"             # informational: rows are sorted by ts anyway
+    [columns]                        # canonical name = column in the file
+    ts = "date"
+    symbol = "symbol"
+    open = "open"
+    high = "high"
+    low = "low"
+    close = "close"
+    volume = "volume_btc"            # base volume; "volume" in this file is USD
+    [constants]                      # canonical values the file does not hold
+    asset_class = "crypto"
+    timeframe = "1h"
+    [timestamps]
+    format = "%Y-%m-%d %I-%p"        # strptime format, or "ISO8601" (the default)
+    timezone = "UTC"                 # zone of timestamps without an offset
+    [instrument]                     # metadata for the instruments table
+    calendar = "24/7"
+    exchange = "COINBASE"
+    quote_currency = "USD"
+
+Timestamps without an offset are read in ``timezone`` (DST handled: a wall time that is
+ambiguous or does not exist in that zone is rejected, never guessed); without ``timezone`` they
+are rejected as naive. Date-only values of daily candles become 00:00 exchange-local time of that
+date, in UTC (see :mod:`flows.validation`).
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flows.exceptions import ProviderConfigError, ProviderError
+from flows.providers.base import (
+    CANDLE_FRAME_COLUMNS,
+    FetchResult,
+    Instrument,
+    Series,
+    empty_candles,
+)
+from flows.validation import CANONICAL_COLUMNS, NUMBER_COLUMNS, Rejected, parse_timeframe
+from flows.windows import Window
+
+PROVIDER = "csv"
+MAPPING_SUFFIX = ".mapping.toml"
+_ISO = "ISO8601"
+_OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+
+
+@dataclass(frozen=True)
+class CsvMapping:
+    """How a file's layout maps onto the canonical candle columns.
+
+    Attributes:
+        columns: canonical column → column name in the file.
+        constants: canonical column → fixed value (for columns the file lacks).
+        skip_rows: lines before the header (banners).
+        ts_format: ``ISO8601`` or a strptime format.
+        timezone: IANA zone of timestamps without an offset, or None to reject them.
+        order: ``ascending``/``descending``/``any``, informational.
+        instrument: defaults for the instruments table (``calendar``, ``exchange``,
+            ``quote_currency``, ``asset_class``).
+    """
+
+    columns: dict[str, str] = field(default_factory=lambda: {c: c for c in CANONICAL_COLUMNS})
+    constants: dict[str, str] = field(default_factory=dict)
+    skip_rows: int = 0
+    ts_format: str = _ISO
+    timezone: str | None = None
+    order: str = "any"
+    instrument: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "mapping") -> CsvMapping:
+        """Build and check a mapping from parsed TOML.
+
+        Raises:
+            ProviderConfigError: unknown keys, a canonical column neither mapped nor constant,
+                a bad timeframe constant, or a bad zone.
+        """
+        known = {"columns", "constants", "skip_rows", "order", "timestamps", "instrument"}
+        extra = set(data) - known
+        if extra:
+            raise ProviderConfigError(
+                PROVIDER, f"{where}: unknown keys {sorted(extra)}; expected {sorted(known)}"
+            )
+        columns = {str(k): str(v) for k, v in data.get("columns", {}).items()}
+        constants = {str(k): str(v) for k, v in data.get("constants", {}).items()}
+        for key in (*columns, *constants):
+            if key not in CANONICAL_COLUMNS:
+                raise ProviderConfigError(
+                    PROVIDER,
+                    f"{where}: {key!r} is not a canonical column; expected one of "
+                    f"{', '.join(CANONICAL_COLUMNS)}",
+                )
+        missing = [c for c in CANONICAL_COLUMNS if c not in columns and c not in constants]
+        if missing:
+            raise ProviderConfigError(
+                PROVIDER, f"{where}: columns {missing} are neither mapped nor constant"
+            )
+        if "timeframe" in constants:
+            constants["timeframe"] = parse_timeframe(constants["timeframe"])
+        stamps = data.get("timestamps", {})
+        zone = stamps.get("timezone")
+        if zone is not None:
+            try:
+                pd.Timestamp("2000-01-01").tz_localize(zone)
+            except Exception:  # pytz/zoneinfo raise different types for an unknown zone
+                raise ProviderConfigError(
+                    PROVIDER, f"{where}: unknown time zone {zone!r}"
+                ) from None
+        fmt = str(stamps.get("format", _ISO))
+        order = str(data.get("order", "any"))
+        if order not in ("ascending", "descending", "any"):
+            raise ProviderConfigError(
+                PROVIDER, f"{where}: order {order!r}; expected ascending, descending or any"
+            )
+        return cls(
+            columns=columns,
+            constants=constants,
+            skip_rows=int(data.get("skip_rows", 0)),
+            ts_format=fmt,
+            timezone=zone,
+            order=order,
+            instrument={str(k): str(v) for k, v in data.get("instrument", {}).items()},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> CsvMapping:
+        """Read a mapping TOML file.
+
+        Raises:
+            ProviderConfigError: unreadable file or invalid mapping.
+        """
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ProviderConfigError(PROVIDER, f"mapping {path}: {exc}") from None
+        return cls.from_dict(data, where=f"mapping {path.name}")
+
+
+def find_mapping(path: Path) -> Path | None:
+    """The mapping file beside a data file (``<name>.mapping.toml``), if there is one."""
+    candidate = path.with_name(path.name + MAPPING_SUFFIX)
+    return candidate if candidate.exists() else None
+
+
+@dataclass
+class _Parsed:
+    candles: pd.DataFrame
+    raw: pd.DataFrame
+    rejected: dict[tuple[str, str], list[Rejected]]
+    series: list[Series]
+
+
+class CsvFileProvider:
+    """Candles from one CSV/parquet file (read once, then served from memory).
+
+    Args:
+        path: the file (``.csv``, ``.csv.gz`` and other pandas compressions, ``.parquet``).
+        mapping: the layout; default: the mapping beside the file, else canonical columns.
+
+    Raises:
+        ProviderConfigError: the file does not exist.
+    """
+
+    name = PROVIDER
+
+    def __init__(self, path: Path | str, mapping: CsvMapping | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ProviderConfigError(PROVIDER, f"file not found: {self.path}")
+        if mapping is None:
+            found = find_mapping(self.path)
+            mapping = CsvMapping.load(found) if found else CsvMapping()
+        self.mapping = mapping
+        self._lock = threading.Lock()
+        self._parsed: _Parsed | None = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read_raw(self) -> pd.DataFrame:
+        try:
+            if self.path.name.endswith(".parquet"):
+                frame = pd.read_parquet(self.path)
+            else:
+                frame = pd.read_csv(
+                    self.path,
+                    skiprows=self.mapping.skip_rows,
+                    dtype=str,
+                    keep_default_na=False,
+                    skip_blank_lines=False,
+                    compression="infer",
+                )
+        except OSError as exc:
+            raise ProviderError(PROVIDER, f"cannot read {self.path}: {exc}") from None
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise ProviderConfigError(PROVIDER, f"cannot parse {self.path.name}: {exc}") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
+        wanted = set(self.mapping.columns.values())
+        absent = sorted(wanted - set(frame.columns))
+        if absent:
+            raise ProviderConfigError(
+                PROVIDER,
+                f"{self.path.name}: columns {absent} not in the file; it has {list(frame.columns)}",
+            )
+        # 1-based line numbers: banner lines, then the header, then the records
+        frame.index = pd.RangeIndex(len(frame)) + self.mapping.skip_rows + 2
+        return frame
+
+    def _parse_ts(self, text: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """Parse timestamps to UTC; returns (ts, reason per row or None)."""
+        reasons = pd.Series(None, index=text.index, dtype=object)
+        zone = self.mapping.timezone
+        if pd.api.types.is_datetime64_any_dtype(text):
+            ts = text
+            if ts.dt.tz is None:
+                if zone is None:
+                    reasons[:] = "naive timestamp (no UTC offset) and the mapping gives no timezone"
+                    return pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]"), reasons
+                ts = ts.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+            return ts.dt.tz_convert("UTC"), reasons
+        text = text.astype(str).str.strip()
+        out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+        if self.mapping.ts_format == _ISO:
+            has_offset = text.str.contains(_OFFSET, regex=True)
+            aware = text[has_offset]
+            if len(aware):
+                out[has_offset] = pd.to_datetime(aware, format="ISO8601", utc=True, errors="coerce")
+            naive_text = text[~has_offset]
+            naive = pd.to_datetime(naive_text, format="ISO8601", errors="coerce")
+        else:
+            naive_text = text
+            parsed = pd.to_datetime(text, format=self.mapping.ts_format, errors="coerce")
+            if getattr(parsed.dt, "tz", None) is not None:
+                return parsed.dt.tz_convert("UTC"), reasons.where(
+                    parsed.notna(),
+                    "ts: cannot parse " + text + f" with format {self.mapping.ts_format!r}",
+                )
+            naive = parsed
+        if len(naive_text):
+            unparsed = naive.isna()
+            reasons[unparsed[unparsed].index] = (
+                "ts: cannot parse "
+                + naive_text[unparsed].map(repr)
+                + f" as {self.mapping.ts_format}"
+            )
+            ok = naive.notna()
+            if zone is None:
+                reasons[ok[ok].index] = (
+                    "naive timestamp "
+                    + naive_text[ok].map(repr)
+                    + " (no UTC offset) and the mapping gives no timezone"
+                )
+            elif ok.any():
+                local = naive[ok].dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+                bad_local = local.isna()
+                reasons[bad_local[bad_local].index] = (
+                    "ts "
+                    + naive_text[ok][bad_local].map(repr)
+                    + f" is ambiguous or does not exist in {zone} (DST change)"
+                )
+                out[ok] = local.dt.tz_convert("UTC")
+        return out, reasons
+
+    def _parse(self) -> _Parsed:
+        raw = self._read_raw()
+        m = self.mapping
+        typed = pd.DataFrame(index=raw.index)
+        reasons: list[pd.Series] = []
+        for col in CANONICAL_COLUMNS:
+            if col in m.columns:
+                typed[col] = raw[m.columns[col]]
+            else:
+                typed[col] = m.constants[col]
+        for col in ("symbol", "asset_class", "timeframe"):
+            typed[col] = typed[col].astype(str).str.strip()
+        ts, ts_reason = self._parse_ts(typed["ts"])
+        typed["ts"] = ts
+        reasons.append(ts_reason)
+        for col in NUMBER_COLUMNS:
+            source = typed[col]
+            numbers = pd.to_numeric(source, errors="coerce")
+            if not pd.api.types.is_numeric_dtype(source):
+                text = source.astype(str).str.strip()
+                literal_nan = text.str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
+                failed = numbers.isna() & ~literal_nan
+                why = pd.Series(None, index=raw.index, dtype=object)
+                why[failed] = f"{col}: cannot parse " + text[failed].map(repr) + " as a number"
+                reasons.append(why)
+            typed[col] = numbers.astype("float64")
+        bad_tf = ~typed["timeframe"].isin(list(_timeframes()))
+        why_tf = pd.Series(None, index=raw.index, dtype=object)
+        why_tf[bad_tf] = "timeframe " + typed["timeframe"][bad_tf].map(repr) + " not supported"
+        reasons.append(why_tf)
+        typed["source_row"] = raw.index.to_numpy(dtype="int64")
+        combined = pd.concat(reasons, axis=1)
+        has_reason = combined.notna().any(axis=1).to_numpy()
+        rejected: dict[tuple[str, str], list[Rejected]] = {}
+        if has_reason.any():
+            for label in raw.index[has_reason]:
+                why = "; ".join(str(r) for r in combined.loc[label] if isinstance(r, str))
+                key = (str(typed.at[label, "symbol"]), str(typed.at[label, "timeframe"]))
+                rejected.setdefault(key, []).append(
+                    Rejected(int(label), why, {k: str(v) for k, v in raw.loc[label].items()})
+                )
+        good = typed[~has_reason][list(CANDLE_FRAME_COLUMNS)]
+        series = []
+        inst = m.instrument
+        for (symbol, timeframe), group in good.groupby(["symbol", "timeframe"], sort=True):
+            asset_class = str(group["asset_class"].iloc[0])
+            series.append(
+                Series(
+                    Instrument(
+                        symbol=str(symbol),
+                        asset_class=inst.get("asset_class", asset_class),
+                        calendar=inst.get("calendar", "24/7"),
+                        exchange=inst.get("exchange"),
+                        quote_currency=inst.get("quote_currency"),
+                    ),
+                    str(timeframe),
+                    group["ts"].min().to_pydatetime(),
+                    group["ts"].max().to_pydatetime(),
+                )
+            )
+        return _Parsed(good, raw, rejected, series)
+
+    def _data(self) -> _Parsed:
+        with self._lock:
+            if self._parsed is None:
+                self._parsed = self._parse()
+            return self._parsed
+
+    # -- the Provider interface ------------------------------------------------------------------
+
+    def list_series(self) -> list[Series]:
+        """The (symbol, timeframe) series in the file, with their first and last ``ts``.
+
+        Raises:
+            ProviderError: the file could not be read.
+            ProviderConfigError: the mapping does not fit the file.
+        """
+        return list(self._data().series)
+
+    def fetch_candles(self, symbol: str, timeframe: str, window: Window) -> FetchResult:
+        """The file's candles of one series inside ``[window.start, window.end)``.
+
+        Rows that could not be parsed are returned as ``rejected`` on every fetch of their
+        series (their position in time is unknown). An empty answer is confirmed (BH-07) when
+        the file holds the series and the window overlaps its time range: the file is the whole
+        source, so a hole inside it is a true hole.
+
+        Raises:
+            ProviderError: the file could not be read.
+            ProviderConfigError: the mapping does not fit the file.
+        """
+        data = self._data()
+        c = data.candles
+        start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
+        mask = (
+            (c["symbol"].to_numpy() == symbol)
+            & (c["timeframe"].to_numpy() == timeframe)
+            & (c["ts"] >= start).to_numpy()
+            & (c["ts"] < end).to_numpy()
+        )
+        candles = c[mask] if mask.any() else empty_candles()
+        known = next(
+            (s for s in data.series if s.instrument.symbol == symbol and s.timeframe == timeframe),
+            None,
+        )
+        confirms = bool(
+            known is not None
+            and known.first_ts is not None
+            and known.last_ts is not None
+            and window.start <= known.last_ts
+            and window.end > known.first_ts
+        )
+        return FetchResult(
+            candles=candles,
+            rejected=list(data.rejected.get((symbol, timeframe), [])),
+            fetched_at=datetime.now(UTC),
+            source=self.path.name,
+            source_confirms_empty=confirms,
+            raw=data.raw,
+        )
+
+
+def sample_files() -> list[Path]:
+    """The real data files shipped in ``flows/sample_data``, sorted by name (each has its
+    mapping beside it; see ``flows/sample_data/README.md`` for origin and licence)."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("flows") / "sample_data"))
+    return sorted(p for p in folder.iterdir() if find_mapping(p) is not None)
+
+
+def _timeframes() -> tuple[str, ...]:
+    from flows.validation import TIMEFRAMES
+
+    return TIMEFRAMES
+
+
+__all__ = ["MAPPING_SUFFIX", "CsvFileProvider", "CsvMapping", "find_mapping", "sample_files"]
