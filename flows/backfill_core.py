@@ -122,32 +122,9 @@ class SeriesResult:
     watermark: datetime | None = None
 
 
-class _LogOnlyNotifier:
-    """Logs alerts as warnings (used outside Prefect, see :func:`default_notifier`)."""
-
-    def send(self, alert: Alert) -> None:
-        """Log the alert."""
-        logger.warning("ALERT %s %s: %s", alert.kind, alert.subject, alert.message)
-
-
 def default_notifier() -> Notifier:
-    """The notifier used when none is given.
-
-    Inside a Prefect run, or with ``PREFECT_API_URL`` set, the :class:`flows.notify.LogNotifier`
-    (log + Prefect event). Otherwise (the CLI without Prefect) a log-only notifier: emitting a
-    Prefect event there would start an ephemeral Prefect server, measured at ~25 s.
-    """
-    import os
-    import sys
-
-    if os.environ.get("PREFECT_API_URL"):
-        return LogNotifier()
-    if "prefect.context" in sys.modules:
-        from prefect.context import FlowRunContext
-
-        if FlowRunContext.get() is not None:
-            return LogNotifier()
-    return _LogOnlyNotifier()
+    """The notifier used when none is given: :class:`flows.notify.LogNotifier`."""
+    return LogNotifier()
 
 
 def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:

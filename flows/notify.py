@@ -38,15 +38,35 @@ class Notifier(Protocol):
         """Deliver one alert."""
 
 
-class LogNotifier:
-    """Logs each alert as a warning and emits a Prefect event ``mdq.alert.<kind>``.
+def _prefect_api_in_use() -> bool:
+    """True inside a Prefect flow run or when ``PREFECT_API_URL`` is set.
 
-    The event is best-effort: without a reachable Prefect API it is only logged.
+    Outside both, emitting an event would start an ephemeral Prefect server (~25 s measured).
+    """
+    import os
+    import sys
+
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.context" not in sys.modules:
+        return False
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+class LogNotifier:
+    """Logs each alert as a warning and, when a Prefect API is in use (inside a flow run or
+    with ``PREFECT_API_URL`` set), emits a Prefect event ``mdq.alert.<kind>``.
+
+    The event is best-effort: if it cannot be emitted, the log line is the record.
     """
 
     def send(self, alert: Alert) -> None:
         """Log the alert and emit it as a Prefect event."""
         logger.warning("ALERT %s %s: %s", alert.kind, alert.subject, alert.message)
+        if not _prefect_api_in_use():
+            return
         try:
             from prefect.events import emit_event
 
