@@ -153,6 +153,15 @@ def demo() -> None:
             console.print("schema up to date: no migration applied")
 
 
+def _register_quality_commands() -> None:
+    from flows.cli_quality import register
+
+    register(app)
+
+
+_register_quality_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
