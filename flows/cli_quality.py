@@ -64,11 +64,11 @@ def check(
     """Run every dbt check and record the findings in data_anomalies.
 
     Exit 0: no error-severity anomaly is open; 1: some are; 2: the checks could not run."""
+    when = parse_as_of(as_of)
     from flows.cli import console, project_database
     from flows.dbt import prefect_api_available
     from flows.quality_checks import QualityReport, quality_checks, run_quality_checks
 
-    when = parse_as_of(as_of)
     try:
         settings = load_settings()
         with project_database(settings) as database:
@@ -205,18 +205,27 @@ def health(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Reference time (ISO 8601 with zone); default now."
     ),
+    refresh: bool = typer.Option(
+        True, "--refresh/--no-refresh", help="Run the staleness checks (dbt) first."
+    ),
 ) -> None:
     """Take a health snapshot (staleness, failing symbols, open gaps and outliers) and alert
     once per problem streak. Exit 0: healthy; 1: problems; 2: could not run."""
+    when = parse_as_of(as_of)
     from flows.cli import console, project_database
     from flows.health import run_health_check
     from flows.notify import LogNotifier
 
-    when = parse_as_of(as_of)
     try:
         settings = load_settings()
         with project_database(settings) as database:
-            snapshot = run_health_check(database, LogNotifier(), as_of=when)
+            snapshot = run_health_check(
+                database,
+                LogNotifier(),
+                as_of=when,
+                refresh_staleness=refresh,
+                schema=settings.dbt_schema,
+            )
     except (MdqError, psycopg.Error) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None
     console.print(snapshot.summary(), highlight=False)
