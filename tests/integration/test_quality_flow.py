@@ -195,9 +195,7 @@ def test_an_analysts_not_null_test_becomes_one_anomaly_with_samples_then_retires
     assert row["status"] == "resolved"
 
 
-def test_mdq_check_exit_status_and_anomalies_json(
-    qdb: Database, qconn: psycopg.Connection
-) -> None:
+def test_mdq_check_exit_status_and_anomalies_json(qdb: Database, qconn: psycopg.Connection) -> None:
     env = {"MDQ_DATABASE_URL": qdb.url(), "MDQ_DBT_SCHEMA": SCHEMA}
     insert_candles(qconn, FUTURE)
     result = run_mdq("check", "--as-of", "2024-06-01T00:00:00Z", env=env)
@@ -212,7 +210,25 @@ def test_mdq_check_exit_status_and_anomalies_json(
     assert all(r["status"] == "open" for r in rows)
 
     broken = run_mdq(
-        "check", env={"MDQ_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nope",
-                      "MDQ_CONNECT_TIMEOUT": "2"}
+        "check",
+        env={
+            "MDQ_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nope",
+            "MDQ_CONNECT_TIMEOUT": "2",
+        },
     )
     assert broken.returncode == 2
+
+
+def test_mdq_docs_generates_the_site(qdb: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("MDQ_DATABASE_URL", qdb.url())
+    monkeypatch.setenv("MDQ_DBT_SCHEMA", SCHEMA)
+    catalog = DBT_PROJECT_DIR / "target" / "catalog.json"
+    catalog.unlink(missing_ok=True)
+    result = CliRunner().invoke(app, ["docs", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    nodes = json.loads(catalog.read_text())["nodes"]
+    assert "model.mdq.stg_market__candles" in nodes
