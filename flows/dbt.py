@@ -252,7 +252,7 @@ def build(
     Args:
         database: where to run.
         schema: the schema dbt builds into (tests store failures in ``<schema>_audit``).
-        select: dbt ``--select`` arguments (None: the whole project).
+        select: dbt ``--select`` arguments (None: the whole project; ``[]``: nothing runs).
         exclude: dbt ``--exclude`` arguments.
         dbt_vars: dbt ``--vars``, e.g. ``{"as_of": "2024-06-01T00:00:00+00:00"}``.
         indirect_selection: dbt ``--indirect-selection`` (``empty`` runs only tests that are
@@ -266,6 +266,9 @@ def build(
     Raises:
         DbtRunError: dbt could not run (parse error, bad profile, unreachable database).
     """
+    if select is not None and not select:
+        # an explicitly empty selection: nothing to run (dbt would run the whole project)
+        return DbtBuildResult("build --select (nothing)", True, (), (), "none")
     extra: list[str] = []
     if select:
         extra += ["--select", *select]

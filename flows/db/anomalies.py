@@ -116,7 +116,8 @@ def persist_findings(
             were all read; only their open anomalies can be resolved by absence.
         seen_at: the run's time (UTC-aware): last_seen_at / first_seen_at / resolved_at.
         retire_unknown_except: for a run of the whole project: every test id dbt knows;
-            open anomalies of tests not among them (the test was removed) are resolved too.
+            open anomalies of dbt tests not among them (the test was removed) are resolved
+            too. Anomalies without a dbt_unique_id (written by other producers) never are.
 
     Returns:
         The counts.
@@ -214,7 +215,11 @@ def persist_findings(
             where a.status = 'open'
                 and (
                     a.dbt_unique_id = any(%(done)s)
-                    or (%(retire)s and not (coalesce(a.dbt_unique_id, '') = any(%(known)s)))
+                    or (
+                        %(retire)s
+                        and a.dbt_unique_id is not null
+                        and not (a.dbt_unique_id = any(%(known)s))
+                    )
                 )
                 and not exists (
                     select 1 from anomaly_stage as s where s.fingerprint = a.fingerprint

@@ -13,7 +13,6 @@ from flows.db.migrate import apply_migrations
 from flows.health import health_check, run_health_check
 from flows.health_rules import FailureStreak, Problem, SeriesHealth, find_problems, plan_alerts
 from flows.notify import RecordingNotifier
-from tests.integration.test_cli_database import run_mdq
 from tests.support import insert_candles
 
 pytestmark = pytest.mark.integration
@@ -134,14 +133,18 @@ def test_the_health_flow_writes_a_snapshot(
     assert (before[0] + 1, snapshot.snapshot_id) == (after[0], snapshot.snapshot_id)
 
 
-def test_mdq_health_exit_status(hdb: Database) -> None:
-    env = {"MDQ_DATABASE_URL": hdb.url()}
-    result = run_mdq("health", "--as-of", "2024-06-01T12:00:00Z", "--no-refresh", env=env)
-    assert result.returncode == 1, result.stderr
+def test_mdq_health_exit_status(hdb: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("MDQ_DATABASE_URL", hdb.url())
+    result = CliRunner().invoke(app, ["health", "--as-of", "2024-06-01T12:00:00Z", "--no-refresh"])
+    assert result.exit_code == 1, result.output
     assert "stale IBM/1d: stale: last candle 2024-05-20 13:30 UTC" in result.stdout
-    bad = run_mdq("health", "--as-of", "2024-06-01 12:00", env=env)
-    assert bad.returncode == 2
-    assert "has no time zone" in bad.stderr
+    bad = CliRunner().invoke(app, ["health", "--as-of", "2024-06-01 12:00"])
+    assert bad.exit_code == 2
+    assert "has no time zone" in bad.output
 
 
 def test_find_problems_thresholds_and_plan() -> None:

@@ -22,7 +22,6 @@ from flows.db import Database, connect
 from flows.db.migrate import apply_migrations
 from flows.dbt import DBT_PROJECT_DIR
 from flows.quality_checks import quality_checks, run_quality_checks
-from tests.integration.test_cli_database import run_mdq
 from tests.support import insert_candles
 
 pytestmark = [pytest.mark.integration, pytest.mark.dbt]
@@ -195,13 +194,27 @@ def test_an_analysts_not_null_test_becomes_one_anomaly_with_samples_then_retires
     assert row["status"] == "resolved"
 
 
-def test_mdq_check_exit_status_and_anomalies_json(qdb: Database, qconn: psycopg.Connection) -> None:
+def mdq(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> Any:
+    """Run an mdq command in-process (the console script's code path, without its start-up)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return CliRunner().invoke(app, list(args))
+
+
+def test_mdq_check_exit_status_and_anomalies_json(
+    qdb: Database, qconn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"MDQ_DATABASE_URL": qdb.url(), "MDQ_DBT_SCHEMA": SCHEMA}
     insert_candles(qconn, FUTURE)
-    result = run_mdq("check", "--as-of", "2024-06-01T00:00:00Z", env=env)
-    assert result.returncode == 1, result.stdout + result.stderr
-    listed = run_mdq("anomalies", "--format", "json", env=env)
-    assert listed.returncode == 0, listed.stderr
+    result = mdq(monkeypatch, "check", "--as-of", "2024-06-01T00:00:00Z", **env)
+    assert result.exit_code == 1, result.output
+    assert "see them with: mdq anomalies" in result.stdout
+    listed = mdq(monkeypatch, "anomalies", "--format", "json", **env)
+    assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.stdout)
     future = [r for r in rows if r["check_name"] == "future_candles"]
     assert [(r["symbol"], r["status"], r["ts_start"]) for r in future] == [
@@ -209,14 +222,16 @@ def test_mdq_check_exit_status_and_anomalies_json(qdb: Database, qconn: psycopg.
     ]
     assert all(r["status"] == "open" for r in rows)
 
-    broken = run_mdq(
+    broken = mdq(
+        monkeypatch,
         "check",
-        env={
-            "MDQ_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nope",
-            "MDQ_CONNECT_TIMEOUT": "2",
-        },
+        MDQ_DATABASE_URL="postgresql://postgres@127.0.0.1:1/nope",
+        MDQ_CONNECT_TIMEOUT="2",
     )
-    assert broken.returncode == 2
+    assert broken.exit_code == 2, broken.output
+    assert "cannot connect to PostgreSQL at 127.0.0.1:1/nope" in broken.output
+    bad_time = mdq(monkeypatch, "check", "--as-of", "yesterday", **env)
+    assert bad_time.exit_code == 2
 
 
 def test_mdq_docs_generates_the_site(qdb: Database, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -228,3 +228,12 @@ def test_check_selection(flags: tuple[bool, bool, bool], selection: list[str] | 
     from flows.quality_checks import check_selection
 
     assert check_selection(*flags) == selection
+
+
+def test_an_empty_selection_runs_nothing() -> None:
+    from flows.db import Database
+    from flows.dbt import build
+
+    nowhere = Database("/nonexistent", 1, "nobody", "", "nothing")
+    result = build(nowhere, "mdq", select=[], use_prefect=False)
+    assert (result.success, result.tests, result.nodes) == (True, (), ())
