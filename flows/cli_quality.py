@@ -94,8 +94,11 @@ def check(
 def anomalies(
     status: str = typer.Option("open", "--status", help="open, resolved or all."),
     output: str = typer.Option("table", "--format", help="table or json."),
+    summary: bool = typer.Option(
+        False, "--summary", help="Counts per symbol, timeframe, type and severity instead."
+    ),
 ) -> None:
-    """List recorded anomalies (most severe first)."""
+    """List recorded anomalies (most severe first), or count them (--summary)."""
     from flows.cli import console, project_database
     from flows.db.anomalies import list_anomalies
 
@@ -109,6 +112,13 @@ def anomalies(
             rows = list_anomalies(conn, status)  # type: ignore[arg-type]
     except (MdqError, psycopg.Error) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None
+    if summary:
+        counts = summarize_anomalies(rows)
+        if output == "json":
+            typer.echo(json.dumps(counts, indent=2))
+        else:
+            console.print(summary_table(counts, title=f"{len(rows)} {status} anomalies"))
+        return
     if output == "json":
         payload = [row.__dict__ for row in rows]
         typer.echo(json.dumps(payload, default=_json_default, indent=2))
@@ -133,6 +143,38 @@ def anomalies(
             str(row.details.get("failure_reason", "")),
         )
     console.print(table)
+
+
+def summarize_anomalies(rows: list[Any]) -> list[dict[str, Any]]:
+    """Count anomalies per (symbol, timeframe, anomaly_type, severity).
+
+    Args:
+        rows: ``StoredAnomaly`` rows (e.g. from ``list_anomalies``).
+
+    Returns:
+        One dict per group with keys symbol, timeframe, anomaly_type, severity, count; sorted
+        by symbol, timeframe, type, severity (missing symbol/timeframe as "").
+    """
+    from collections import Counter
+
+    counts = Counter((r.symbol or "", r.timeframe or "", r.anomaly_type, r.severity) for r in rows)
+    return [
+        {"symbol": s, "timeframe": t, "anomaly_type": a, "severity": v, "count": n}
+        for (s, t, a, v), n in sorted(counts.items())
+    ]
+
+
+def summary_table(counts: list[dict[str, Any]], title: str | None = None) -> Table:
+    """A rich table of :func:`summarize_anomalies` (for ``mdq anomalies --summary``, the demo)."""
+    table = Table(title=title)
+    for name in ("symbol", "timeframe", "anomaly_type", "severity"):
+        table.add_column(name)
+    table.add_column("count", justify="right")
+    for c in counts:
+        table.add_row(
+            c["symbol"], c["timeframe"], c["anomaly_type"], c["severity"], str(c["count"])
+        )
+    return table
 
 
 def dedupe(

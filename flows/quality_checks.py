@@ -281,6 +281,10 @@ def quality_checks(
         Completed with the report, or Failed (with the report) when error-severity
         anomalies are open or something could not run.
     """
+    return _run_in_flow(as_of, select)
+
+
+def _run_in_flow(as_of: datetime | None, select: list[str] | None) -> State[QualityReport]:
     settings = load_settings()
     seen_at = datetime.now(UTC)
     with open_database(settings) as database:
@@ -323,8 +327,4 @@ def detect_data_anomalies(
     Returns:
         As :func:`quality_checks`.
     """
-    return quality_checks(
-        as_of=as_of,
-        select=check_selection(check_gaps, check_outliers, check_staleness),
-        return_state=True,
-    )
+    return _run_in_flow(as_of, check_selection(check_gaps, check_outliers, check_staleness))

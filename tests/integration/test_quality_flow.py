@@ -152,6 +152,21 @@ def test_the_flow_fails_while_an_error_anomaly_is_open_and_completes_once_fixed(
     assert (report.open_errors, report.resolved) == (0, 1)
 
 
+def test_detect_data_anomalies_with_no_family_runs_nothing_and_completes(
+    qdb: Database, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.quality_checks import detect_data_anomalies
+
+    monkeypatch.setenv("MDQ_DATABASE_URL", qdb.url())
+    monkeypatch.setenv("MDQ_DBT_SCHEMA", SCHEMA)
+    state = detect_data_anomalies(
+        check_gaps=False, check_outliers=False, check_staleness=False, return_state=True
+    )
+    assert state.is_completed()
+    report = state.result()
+    assert (report.tests_run, report.inserted, report.resolved) == (0, 0, 0)
+
+
 @pytest.fixture()
 def analyst_project(tmp_path: Path) -> Path:
     """A copy of the dbt project where an analyst added a plain not_null test."""
@@ -221,6 +236,16 @@ def test_mdq_check_exit_status_and_anomalies_json(
         ("BTCUSD", "open", "2024-06-03T05:00:00+00:00")
     ]
     assert all(r["status"] == "open" for r in rows)
+    counted = mdq(monkeypatch, "anomalies", "--summary", "--format", "json", **env)
+    summary = json.loads(counted.stdout)
+    assert sum(c["count"] for c in summary) == len(rows)
+    assert {
+        "symbol": "BTCUSD",
+        "timeframe": "1h",
+        "anomaly_type": "future_candle",
+        "severity": "error",
+        "count": 1,
+    } in summary
 
     broken = mdq(
         monkeypatch,

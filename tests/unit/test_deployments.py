@@ -56,3 +56,16 @@ def test_entrypoints_load(configs: dict[str, dict], name: str) -> None:
     assert loaded.name == {"daily": "backfill", "after-backfill": "quality-checks"}.get(
         name, "health"
     )
+
+
+def test_mdq_serve_builds_the_same_three_deployments(configs: dict[str, dict]) -> None:
+    pytest.importorskip("flows.backfill", reason="the backfill flow lands with issue 3")
+    from flows.deployments import build_deployments
+
+    built = {d.name: d for d in build_deployments()}
+    assert set(built) == set(configs)
+    assert [s.schedule.cron for s in built["daily"].schedules] == [BACKFILL_CRON]
+    assert [s.schedule.cron for s in built["every-6h"].schedules] == [HEALTH_CRON]
+    assert built["daily"].concurrency_limit == 1
+    (trigger,) = built["after-backfill"].triggers
+    assert set(trigger.expect) == set(AFTER_BACKFILL_TRIGGER["expect"])
