@@ -1,8 +1,9 @@
 -- 030: health monitoring (flows/health.py).
--- health_snapshots: one row per health run: what was wrong at as_of, with per-series detail.
--- health_alert_streaks: one row per problem that is currently going on (kind + subject);
---   the alert is sent when the row is created, and the row is deleted when the problem is
---   gone, so a problem alerts once per streak, not at every run.
+-- health_snapshots: one row per health run: what was wrong at as_of, with
+--   per-series detail.
+-- health_alert_streaks: one row per problem going on now (kind + subject); the
+--   alert is sent when the row is created, and the row is deleted when the
+--   problem is gone, so a problem alerts once per streak, not at every run.
 
 create table if not exists health_snapshots (
     snapshot_id           bigint generated always as identity primary key,
@@ -18,10 +19,12 @@ create table if not exists health_snapshots (
     open_error_anomalies  integer not null,
     -- [{kind, subject, severity, message}], sorted by kind and subject
     problems              jsonb not null default '[]'::jsonb,
-    -- [{symbol, timeframe, last_ts, age_seconds, is_stale, open_gaps, open_outliers}]
+    -- [{symbol, timeframe, last_ts, age_seconds, is_stale, open_gaps,
+    --   open_outliers}]
     series                jsonb not null default '[]'::jsonb
 );
-create index if not exists idx_health_snapshots_taken_at on health_snapshots (taken_at);
+create index if not exists idx_health_snapshots_taken_at
+    on health_snapshots (taken_at);
 
 create table if not exists health_alert_streaks (
     -- '<kind>:<subject>', e.g. 'stale:AAPL/1d'

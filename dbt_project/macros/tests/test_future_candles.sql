@@ -1,18 +1,21 @@
 {#-
     future_candles: candles stamped after the reference time.
 
-    A candle whose open time `ts` lies more than one timeframe after `as_of` cannot exist
-    yet: it comes from a clock or time-zone error at the source (local time stored as UTC),
-    a mislabelled timeframe, or a test row left in production. One candle of tolerance
-    covers a clock a little ahead of ours.
+    A candle whose open time `ts` lies more than one timeframe after `as_of`
+    cannot exist yet: it comes from a clock or time-zone error at the source
+    (local time stored as UTC), a mislabelled timeframe, or a test row left
+    in production. One candle of tolerance covers a clock a little ahead of
+    ours.
 
-    Returns one row per (symbol, asset_class, timeframe) that has future candles, in the
-    project's anomaly contract: ts_start/ts_end are the first and last future candle,
-    observed_value the number of future candles, expected_value 0.
+    Returns one row per (symbol, asset_class, timeframe) that has future
+    candles, in the project's anomaly contract: ts_start/ts_end are the
+    first and last future candle, observed_value the number of future
+    candles, expected_value 0.
 
-    Reference time: dbt var `as_of` (ISO 8601 with offset, e.g. 2024-06-01T00:00:00Z);
-    default now(). Timeframes are `<n>m`, `<n>h`, `<n>d` or `<n>w`; any other value gets no
-    tolerance (a candle after as_of is reported).
+    Reference time: dbt var `as_of` (ISO 8601, e.g. 2024-06-01T00:00:00Z; a
+    value without offset is UTC); default now(). Timeframes are `<n>m`, `<n>h`,
+    `<n>d` or `<n>w`; any other value gets no tolerance (a candle after
+    as_of is reported).
 -#}
 {% test future_candles(
     model,
@@ -33,16 +36,25 @@
 {%- set as_of_var = var('as_of', none) -%}
 {%- if as_of_var -%}
     {%- set as_of_text = as_of_var | string -%}
-    {%- if not modules.re.match(
-        '^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$',
-        as_of_text
-    ) -%}
+    {%- set iso_8601 = '^\d{4}-\d{2}-\d{2}'
+        ~ '([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?'
+        ~ '(Z|[+-]\d{2}(:?\d{2})?)?$' -%}
+    {%- if not modules.re.match(iso_8601, as_of_text) -%}
         {{ exceptions.raise_compiler_error(
             "future_candles: var as_of must be an ISO 8601 timestamp, got '"
             ~ as_of_text ~ "'"
         ) }}
     {%- endif -%}
-    {%- set as_of_sql = "'" ~ as_of_text ~ "'::timestamptz" -%}
+    {%- set has_zone = modules.re.search(
+        '[T ]\d{2}:\d{2}.*(Z|[+-]\d{2}(:?\d{2})?)$', as_of_text
+    ) -%}
+    {#- without a zone the value is UTC, never the session's time zone -#}
+    {%- if has_zone -%}
+        {%- set as_of_sql = "'" ~ as_of_text ~ "'::timestamptz" -%}
+    {%- else -%}
+        {%- set as_of_sql = "('" ~ as_of_text
+            ~ "'::timestamp at time zone 'UTC')" -%}
+    {%- endif -%}
 {%- else -%}
     {%- set as_of_sql = "now()" -%}
 {%- endif -%}
@@ -114,7 +126,8 @@ final as (
             future_candles || ' candle(s) open after as_of + one ' || timeframe
             || ' (' || to_char(as_of at time zone 'UTC', 'YYYY-MM-DD HH24:MI')
             || ' UTC); the latest at '
-            || to_char(ts_end at time zone 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC'
+            || to_char(ts_end at time zone 'UTC', 'YYYY-MM-DD HH24:MI')
+            || ' UTC'
         )::text as failure_reason
     from future
 )
