@@ -251,8 +251,10 @@ def health(
         True, "--refresh/--no-refresh", help="Run the staleness checks (dbt) first."
     ),
 ) -> None:
-    """Take a health snapshot (staleness, failing symbols, open gaps and outliers) and alert
-    once per problem streak. Exit 0: healthy; 1: problems; 2: could not run."""
+    """Take a health snapshot and alert once per problem streak.
+
+    Looks at staleness, symbols failing their backfill, open gaps and outliers.
+    Exit 0: healthy; 1: problems; 2: could not run."""
     when = parse_as_of(as_of)
     from flows.cli import console, project_database
     from flows.health import run_health_check
@@ -305,9 +307,10 @@ def docs(
 
 
 def serve() -> None:
-    """Run the schedules of prefect.yaml in this process (needs a Prefect API, e.g.
-    `prefect server start`): backfill daily 02:00 UTC (one at a time), quality checks after
-    each backfill, health every 6 hours."""
+    """Run the schedules of prefect.yaml in this process (no worker needed).
+
+    Backfill daily 02:00 UTC (one at a time), quality checks after each backfill, health
+    every 6 hours. Needs a Prefect API for the trigger, e.g. `prefect server start`."""
     from prefect import serve as prefect_serve
 
     from flows.deployments import build_deployments
