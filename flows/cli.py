@@ -148,7 +148,9 @@ def demo() -> None:
         with connect(database) as conn:
             applied = apply_migrations(conn)
         if applied:
-            console.print(f"applied {len(applied)} migration(s): " + ", ".join(m.name for m in applied))
+            console.print(
+                f"applied {len(applied)} migration(s): " + ", ".join(m.name for m in applied)
+            )
         else:
             console.print("schema up to date: no migration applied")
 
@@ -276,6 +278,15 @@ def backfill_command(
         )
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def _register_quality_commands() -> None:
+    from flows.cli_quality import register
+
+    register(app)
+
+
+_register_quality_commands()
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     dbt_schema: str = Field(
         default="mdq",
         pattern=_IDENTIFIER,
-        description="Schema that dbt builds its models into (tests' failures go to <schema>_audit).",
+        description="Schema dbt builds its models into (test failures go to <schema>_audit).",
     )
     connect_timeout: int = Field(
         default=10, ge=1, le=300, description="Seconds to wait for a PostgreSQL connection."

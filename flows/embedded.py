@@ -85,7 +85,9 @@ def _ensure_database(socket_dir: str) -> None:
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=socket_dir, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
         exists = conn.execute(
             "select 1 from pg_database where datname = %s", (EMBEDDED_DBNAME,)
         ).fetchone()

@@ -179,3 +179,53 @@ class LeaseLost(TerminalError):
         super().__init__(
             f"backfill {execution_id} lost its lease (taken over by another backfill); stopped"
         )
+
+
+class DbtRunError(TerminalError):
+    """dbt could not run at all (project does not parse, profile invalid, ...); no check ran.
+
+    Failing data tests are *not* this error: they are results.
+
+    Attributes:
+        command: the dbt command line that was invoked.
+        reason: dbt's message (first lines).
+    """
+
+    def __init__(self, command: str, reason: str) -> None:
+        self.command = command
+        self.reason = reason
+        super().__init__(f"dbt {command} could not run: {reason}")
+
+
+class CleanupNotFound(TerminalError):
+    """``mdq dedupe --restore ID`` names a cleanup with no unrestored rows in the log.
+
+    Attributes:
+        cleanup_id: the id that was asked for.
+    """
+
+    def __init__(self, cleanup_id: str) -> None:
+        self.cleanup_id = cleanup_id
+        super().__init__(
+            f"cleanup {cleanup_id} has no rows left to restore in duplicate_records_log "
+            "(unknown id, or restored already)"
+        )
+
+
+class RestoreConflict(TerminalError):
+    """Restoring removed duplicates would violate market_data's unique key, which was added
+    after the cleanup (migration 002). Nothing was restored.
+
+    Attributes:
+        cleanup_id: the cleanup being restored.
+        conflicting_rows: how many logged rows collide with the key.
+    """
+
+    def __init__(self, cleanup_id: str, conflicting_rows: int) -> None:
+        self.cleanup_id = cleanup_id
+        self.conflicting_rows = conflicting_rows
+        super().__init__(
+            f"cannot restore cleanup {cleanup_id}: market_data now has its unique "
+            f"(symbol, timeframe, ts) key and {conflicting_rows} logged row(s) would duplicate "
+            "a key; nothing was restored"
+        )

@@ -33,10 +33,13 @@ def parse_candles(text: str) -> list[tuple[object, ...]]:
 def insert_candles(conn: psycopg.Connection, text: str, *, source: str = "test") -> int:
     """Insert canonical CSV candles into market_data with COPY; returns the row count."""
     rows = parse_candles(text)
-    with conn.cursor() as cur, cur.copy(
-        "copy market_data (symbol, asset_class, timeframe, ts, open, high, low, close, volume,"
-        " source) from stdin"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "copy market_data (symbol, asset_class, timeframe, ts, open, high, low, close, volume,"
+            " source) from stdin"
+        ) as copy,
+    ):
         for row in rows:
             copy.write_row((*row, source))
     return len(rows)

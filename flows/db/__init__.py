@@ -156,14 +156,18 @@ def open_database(settings: Settings, *, keep_running: bool = False) -> Iterator
             embedded.stop(settings.home)
 
 
-def connect(database: Database, *, timeout: int = 10, autocommit: bool = False) -> psycopg.Connection:
+def connect(
+    database: Database, *, timeout: int = 10, autocommit: bool = False
+) -> psycopg.Connection:
     """Open a connection (use it as a context manager: commits or rolls back, then closes).
 
     Raises:
         DatabaseUnreachable: the server refused or did not answer within ``timeout`` seconds.
     """
     try:
-        return psycopg.connect(**database.conninfo(), connect_timeout=timeout, autocommit=autocommit)
+        return psycopg.connect(
+            **database.conninfo(), connect_timeout=timeout, autocommit=autocommit
+        )
     except psycopg.OperationalError as exc:
         reason = (str(exc).strip().splitlines() or ["unknown error"])[-1]
         reason = reason.removeprefix("connection failed: ")

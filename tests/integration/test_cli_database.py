@@ -16,7 +16,9 @@ from flows.db import Database, connect
 pytestmark = pytest.mark.integration
 
 
-def run_mdq(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_mdq(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
     full_env.update(env or {})
     return subprocess.run(
@@ -32,8 +34,14 @@ def run_mdq(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        pytest.param("mysql://root@db/x", "MDQ_DATABASE_URL: must start with postgresql://", id="bad-scheme"),
-        pytest.param("postgresql://postgres@127.0.0.1:1/nope", "cannot connect to PostgreSQL at 127.0.0.1:1/nope", id="unreachable"),
+        pytest.param(
+            "mysql://root@db/x", "MDQ_DATABASE_URL: must start with postgresql://", id="bad-scheme"
+        ),
+        pytest.param(
+            "postgresql://postgres@127.0.0.1:1/nope",
+            "cannot connect to PostgreSQL at 127.0.0.1:1/nope",
+            id="unreachable",
+        ),
         pytest.param("postgresql://postgres@127.0.0.1:5432", "names no database", id="no-dbname"),
     ],
 )
@@ -61,7 +69,8 @@ def test_two_homes_never_share_data_and_a_home_is_reused(tmp_path: Path) -> None
         db_b = Database(sock_b, 5432, "postgres", "", embedded.EMBEDDED_DBNAME)
         with connect(db_a, autocommit=True) as conn:
             conn.execute(
-                "insert into instruments (symbol, asset_class, calendar) values ('ONLY_A', 'stock', 'XNYS')"
+                "insert into instruments (symbol, asset_class, calendar)"
+                " values ('ONLY_A', 'stock', 'XNYS')"
             )
         with connect(db_b, autocommit=True) as conn:
             assert conn.execute("select count(*) from instruments").fetchone() == (0,)

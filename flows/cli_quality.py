@@ -1,0 +1,328 @@
+"""The quality commands of ``mdq``: check, health, anomalies, dedupe, docs, serve.
+
+Registered on the main Typer app by :func:`register`. Exit statuses: 0 fine, 1 the data has
+open error-severity anomalies (``check``) or health problems (``health``), 2 could not run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import typer
+from rich.table import Table
+
+from flows.config import load_settings
+from flows.db import connect, open_database
+from flows.db.migrate import apply_migrations
+from flows.exceptions import DuplicateKeysBlockMigration, MdqError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_COULD_NOT_RUN = 2
+
+
+def parse_as_of(value: str | None) -> datetime | None:
+    """Parse ``--as-of``: ISO 8601 with an offset or ``Z`` (a date alone means 00:00 UTC).
+
+    Raises:
+        typer.BadParameter: unparseable or without a time zone (exit status 2).
+    """
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not an ISO 8601 timestamp") from None
+    if len(value.strip()) == 10:
+        return parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(f"'{value}' has no time zone; add Z or an offset like +00:00")
+    return parsed.astimezone(UTC)
+
+
+def _fail(message: str) -> typer.Exit:
+    from flows.cli import err_console
+
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_COULD_NOT_RUN)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def check(
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Reference time (ISO 8601, e.g. 2024-06-01T00:00:00Z); default now."
+    ),
+) -> None:
+    """Run every dbt check and record the findings in data_anomalies.
+
+    Exit 0: no error-severity anomaly is open; 1: some are; 2: the checks could not run."""
+    when = parse_as_of(as_of)
+    from flows.cli import console, project_database
+    from flows.dbt import prefect_api_available
+    from flows.quality_checks import QualityReport, quality_checks, run_quality_checks
+
+    try:
+        settings = load_settings()
+        with project_database(settings) as database:
+            if prefect_api_available():
+                state = quality_checks(as_of=when, return_state=True)
+                report = state.result(raise_on_failure=False)
+            else:
+                report = run_quality_checks(
+                    database, settings.dbt_schema, as_of=when, use_prefect=False
+                )
+    except (MdqError, psycopg.Error) as exc:
+        raise _fail(str(exc).strip().splitlines()[0]) from None
+    if not isinstance(report, QualityReport):
+        raise _fail(f"the quality flow did not finish: {report}")
+    console.print(report.summary(), highlight=False)
+    if report.verdict == "broken":
+        raise typer.Exit(EXIT_COULD_NOT_RUN)
+    if report.open_errors:
+        console.print("see them with: mdq anomalies", highlight=False)
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def anomalies(
+    status: str = typer.Option("open", "--status", help="open, resolved or all."),
+    output: str = typer.Option("table", "--format", help="table or json."),
+    summary: bool = typer.Option(
+        False, "--summary", help="Counts per symbol, timeframe, type and severity instead."
+    ),
+) -> None:
+    """List recorded anomalies (most severe first), or count them (--summary)."""
+    from flows.cli import console, project_database
+    from flows.db.anomalies import list_anomalies
+
+    if status not in ("open", "resolved", "all"):
+        raise typer.BadParameter(f"--status '{status}' not supported; expected open, resolved, all")
+    if output not in ("table", "json"):
+        raise typer.BadParameter(f"--format '{output}' not supported; expected table, json")
+    try:
+        settings = load_settings()
+        with project_database(settings) as database, connect(database) as conn:
+            rows = list_anomalies(conn, status)  # type: ignore[arg-type]
+    except (MdqError, psycopg.Error) as exc:
+        raise _fail(str(exc).strip().splitlines()[0]) from None
+    if summary:
+        counts = summarize_anomalies(rows)
+        if output == "json":
+            typer.echo(json.dumps(counts, indent=2))
+        else:
+            console.print(summary_table(counts, title=f"{len(rows)} {status} anomalies"))
+        return
+    if output == "json":
+        payload = [row.__dict__ for row in rows]
+        typer.echo(json.dumps(payload, default=_json_default, indent=2))
+        return
+    table = Table(title=f"{len(rows)} {status} anomalies" if status != "all" else None)
+    for name in ("severity", "check", "type", "symbol", "tf", "ts_start (UTC)", "observed"):
+        table.add_column(name)
+    table.add_column("expected")
+    table.add_column("status")
+    table.add_column("reason", overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.severity,
+            row.check_name,
+            row.anomaly_type,
+            row.symbol or "",
+            row.timeframe or "",
+            row.ts_start.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if row.ts_start else "",
+            f"{row.observed_value:g}" if row.observed_value is not None else "",
+            f"{row.expected_value:g}" if row.expected_value is not None else "",
+            row.status,
+            str(row.details.get("failure_reason", "")),
+        )
+    console.print(table)
+
+
+def summarize_anomalies(rows: list[Any]) -> list[dict[str, Any]]:
+    """Count anomalies per (symbol, timeframe, anomaly_type, severity).
+
+    Args:
+        rows: ``StoredAnomaly`` rows (e.g. from ``list_anomalies``).
+
+    Returns:
+        One dict per group with keys symbol, timeframe, anomaly_type, severity, count; sorted
+        by symbol, timeframe, type, severity (missing symbol/timeframe as "").
+    """
+    from collections import Counter
+
+    counts = Counter((r.symbol or "", r.timeframe or "", r.anomaly_type, r.severity) for r in rows)
+    return [
+        {"symbol": s, "timeframe": t, "anomaly_type": a, "severity": v, "count": n}
+        for (s, t, a, v), n in sorted(counts.items())
+    ]
+
+
+def summary_table(counts: list[dict[str, Any]], title: str | None = None) -> Table:
+    """A rich table of :func:`summarize_anomalies` (for ``mdq anomalies --summary``, the demo)."""
+    table = Table(title=title)
+    for name in ("symbol", "timeframe", "anomaly_type", "severity"):
+        table.add_column(name)
+    table.add_column("count", justify="right")
+    for c in counts:
+        table.add_row(
+            c["symbol"], c["timeframe"], c["anomaly_type"], c["severity"], str(c["count"])
+        )
+    return table
+
+
+def dedupe(
+    apply: bool = typer.Option(False, "--apply", help="Remove the duplicates (logged)."),
+    restore: str | None = typer.Option(None, "--restore", help="Put back a cleanup by its id."),
+    symbol: str | None = typer.Option(None, "--symbol", help="Only this symbol."),
+) -> None:
+    """Preview duplicate (symbol, timeframe, ts) rows in market_data; --apply removes them.
+
+    Works while the unique key cannot be added yet (migration 002 blocked by duplicates);
+    after --apply the pending migrations are applied."""
+    from flows.cli import console, err_console
+    from flows.dedupe import cleanup_duplicate_records, restore_duplicate_records
+
+    try:
+        settings = load_settings()
+        with open_database(settings) as database, connect(database) as conn:
+            _migrate_allowing_duplicates(conn)
+            if restore:
+                restored = restore_duplicate_records(conn, restore)
+                console.print(f"restored {restored} row(s) of cleanup {restore}")
+                return
+            report = cleanup_duplicate_records(conn, symbol=symbol, dry_run=not apply)
+            table = Table(title="duplicate (symbol, timeframe, ts) keys in market_data")
+            for name in ("symbol", "timeframe", "keys", "rows to remove", "conflicting"):
+                table.add_column(name)
+            for g in report.groups:
+                table.add_row(
+                    g.symbol,
+                    g.timeframe,
+                    str(g.duplicate_keys),
+                    str(g.rows_to_remove),
+                    str(g.conflicting_rows),
+                )
+            console.print(table)
+            verb = "would remove" if report.dry_run else "removed"
+            console.print(
+                f"{verb} {report.rows_to_remove} row(s) for {report.duplicate_keys} key(s) "
+                f"({report.conflicting_rows} with values differing from the kept row)"
+            )
+            if report.dry_run:
+                if report.rows_to_remove:
+                    console.print("remove them with: mdq dedupe --apply (every row is logged)")
+                return
+            if report.cleanup_id:
+                console.print(f"cleanup id: {report.cleanup_id}")
+                console.print(f"undo with: mdq dedupe --restore {report.cleanup_id}")
+            for migration in _migrate_allowing_duplicates(conn):
+                err_console.print(f"applied migration {migration.name}")
+    except (MdqError, psycopg.Error) as exc:
+        raise _fail(str(exc).strip().splitlines()[0]) from None
+
+
+def _migrate_allowing_duplicates(conn: psycopg.Connection) -> list[Any]:
+    """Apply migrations; duplicates blocking 002 are reported, not fatal (dedupe fixes them)."""
+    from flows.cli import err_console
+
+    try:
+        return apply_migrations(conn)
+    except DuplicateKeysBlockMigration as exc:
+        err_console.print(
+            f"note: market_data has {exc.duplicate_keys} duplicated key(s); its unique key "
+            "(migration 002) waits until they are removed",
+            highlight=False,
+        )
+        return []
+
+
+def health(
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Reference time (ISO 8601 with zone); default now."
+    ),
+    refresh: bool = typer.Option(
+        True, "--refresh/--no-refresh", help="Run the staleness checks (dbt) first."
+    ),
+) -> None:
+    """Take a health snapshot and alert once per problem streak.
+
+    Looks at staleness, symbols failing their backfill, open gaps and outliers.
+    Exit 0: healthy; 1: problems; 2: could not run."""
+    when = parse_as_of(as_of)
+    from flows.cli import console, project_database
+    from flows.health import run_health_check
+    from flows.notify import LogNotifier
+
+    try:
+        settings = load_settings()
+        with project_database(settings) as database:
+            snapshot = run_health_check(
+                database,
+                LogNotifier(),
+                as_of=when,
+                refresh_staleness=refresh,
+                schema=settings.dbt_schema,
+            )
+    except (MdqError, psycopg.Error) as exc:
+        raise _fail(str(exc).strip().splitlines()[0]) from None
+    console.print(snapshot.summary(), highlight=False)
+    for problem in snapshot.problems:
+        console.print(f"  {problem.kind} {problem.subject}: {problem.message}", highlight=False)
+    if snapshot.problems:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def docs(
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the site after building."),
+    port: int = typer.Option(8080, "--port", help="Port for the docs site."),
+) -> None:
+    """Generate the dbt docs site (lineage from market_data to every check) and serve it."""
+    from flows.cli import console, project_database
+    from flows.dbt import DBT_PROJECT_DIR, run_dbt
+
+    try:
+        settings = load_settings()
+        with project_database(settings) as database:
+            result = run_dbt(database, settings.dbt_schema, "docs generate")
+            if not result.success:
+                raise _fail(f"dbt docs generate failed: {result.exception or 'see the log'}")
+            console.print(f"docs generated in {DBT_PROJECT_DIR / 'target'}")
+            if serve:
+                console.print(f"serving on http://localhost:{port} (Ctrl-C to stop)")
+                run_dbt(
+                    database,
+                    settings.dbt_schema,
+                    "docs serve",
+                    extra=["--port", str(port), "--no-browser"],
+                )
+    except (MdqError, psycopg.Error) as exc:
+        raise _fail(str(exc).strip().splitlines()[0]) from None
+
+
+def serve() -> None:
+    """Run the schedules of prefect.yaml in this process (no worker needed).
+
+    Backfill daily 02:00 UTC (one at a time), quality checks after each backfill, health
+    every 6 hours. Needs a Prefect API for the trigger, e.g. `prefect server start`."""
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import build_deployments
+
+    prefect_serve(*build_deployments())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the quality commands to the ``mdq`` app."""
+    app.command("check")(check)
+    app.command("health")(health)
+    app.command("anomalies")(anomalies)
+    app.command("dedupe")(dedupe)
+    app.command("docs")(docs)
+    app.command("serve")(serve)
