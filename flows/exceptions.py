@@ -108,3 +108,18 @@ class DuplicateKeysBlockMigration(MigrationError):
             "deleted. Preview them with `mdq dedupe`, remove them with `mdq dedupe --apply` "
             "(every removed row is logged and can be restored), then run again.",
         )
+
+
+class UnknownCalendar(TerminalError):
+    """A trading calendar code that the project cannot build sessions for.
+
+    Attributes:
+        calendar: the code, e.g. ``XNYZ``.
+    """
+
+    def __init__(self, calendar: str) -> None:
+        self.calendar = calendar
+        super().__init__(
+            f"calendar {calendar!r} not supported; expected '24/7', 'FX' or an "
+            "exchange_calendars code such as XNYS, XLON, XTKS"
+        )
