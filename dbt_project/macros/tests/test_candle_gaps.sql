@@ -1,0 +1,170 @@
+{% test candle_gaps(
+    model,
+    symbol_column='symbol',
+    asset_class_column='asset_class',
+    timeframe_column='timeframe',
+    ts_column='ts',
+    calendar_column=none,
+    error_after_var='mdq_gap_error_after_candles'
+) %}
+{#-
+    Calendar-aware gaps: one row per hole between two consecutive in-session candles of a
+    (symbol, timeframe), counted in missing candles of that timeframe where the calendar says
+    the market was open (weekends, holidays, closures, early closes and the FX weekend are not
+    gaps; intraday slots are aligned to the session open, the last one may be shorter).
+
+    anomaly_type: 'source_no_data' when a backfill_confirmed_empty window of the symbol and
+    timeframe contains every missing slot (BH-07); else 'venue_outage' when another symbol of
+    the same venue (instruments.exchange, else the calendar) and timeframe has an overlapping
+    hole (BH-06); else 'gap'. ts_start/ts_end: first and last missing slot (daily: the
+    session label, midnight exchange time). Out-of-session candles are ignored (see
+    out_of_session_candles). Cost: one join to the enumerated sessions and one lag() scan.
+-#}
+with
+
+{{ mdq_sessionized_candles(
+    model,
+    symbol_column=symbol_column,
+    asset_class_column=asset_class_column,
+    timeframe_column=timeframe_column,
+    ts_column=ts_column,
+    calendar_column=calendar_column
+) }},
+
+confirmed_empty as (
+    select * from {{ ref('stg_market__confirmed_empty_windows') }}
+),
+
+in_session as (
+    select *
+    from candles_sessionized
+    where is_in_session
+),
+
+ordered as (
+    select
+        symbol,
+        asset_class,
+        timeframe,
+        calendar,
+        venue,
+        ts,
+        timeframe_seconds,
+        slot_ordinal,
+        bars_before,
+        first_slot_at,
+        previous_session_last_slot_at,
+        lag(slot_ordinal) over by_symbol as previous_slot_ordinal,
+        lag(ts) over by_symbol as previous_ts,
+        lag(bars_before + bars_in_session) over by_symbol
+            as previous_session_end_ordinal,
+        lag(next_session_first_slot_at) over by_symbol
+            as previous_next_session_first_slot_at,
+        lag(open_at) over by_symbol as previous_open_at,
+        lag(bars_before) over by_symbol as previous_bars_before,
+        lag(is_daily) over by_symbol as previous_is_daily
+    from in_session
+    window by_symbol as (
+        partition by symbol, timeframe order by ts
+    )
+),
+
+holes as (
+    select
+        symbol,
+        asset_class,
+        timeframe,
+        calendar,
+        venue,
+        previous_ts,
+        ts,
+        slot_ordinal - previous_slot_ordinal - 1 as missing_candles,
+        -- first missing slot: the next slot of the previous candle's session, else the
+        -- first slot of the session after it
+        case
+            when previous_slot_ordinal + 1 < previous_session_end_ordinal
+                then previous_open_at + make_interval(
+                    secs => (previous_slot_ordinal + 1 - previous_bars_before)
+                    * timeframe_seconds
+                )
+            else previous_next_session_first_slot_at
+        end as first_missing_at,
+        -- last missing slot: the slot before this candle's in its session, else the last
+        -- slot of the session before it
+        case
+            when slot_ordinal > bars_before
+                then first_slot_at + make_interval(
+                    secs => (slot_ordinal - 1 - bars_before) * timeframe_seconds
+                )
+            else previous_session_last_slot_at
+        end as last_missing_at
+    from ordered
+    where slot_ordinal - previous_slot_ordinal > 1
+),
+
+classified as (
+    select
+        holes.*,
+        exists (
+            select 1
+            from confirmed_empty
+            where confirmed_empty.symbol = holes.symbol
+                and confirmed_empty.timeframe = holes.timeframe
+                and confirmed_empty.window_start_at <= holes.first_missing_at
+                and confirmed_empty.window_end_at > holes.last_missing_at
+        ) as is_confirmed_empty,
+        exists (
+            select 1
+            from holes as others
+            where others.venue = holes.venue
+                and others.timeframe = holes.timeframe
+                and others.symbol <> holes.symbol
+                and others.first_missing_at <= holes.last_missing_at
+                and others.last_missing_at >= holes.first_missing_at
+        ) as is_venue_wide
+    from holes
+),
+
+final as (
+    select
+        'candle_gaps'::text as check_name,
+        case
+            when is_confirmed_empty then 'source_no_data'
+            when is_venue_wide then 'venue_outage'
+            else 'gap'
+        end::text as anomaly_type,
+        case
+            when is_confirmed_empty then 'warn'
+            when missing_candles
+                >= {{ mdq_setting(error_after_var, 'asset_class', 'timeframe') }}
+                then 'error'
+            else 'warn'
+        end::text as severity,
+        symbol,
+        asset_class,
+        timeframe,
+        first_missing_at as ts_start,
+        last_missing_at as ts_end,
+        missing_candles::double precision as observed_value,
+        0::double precision as expected_value,
+        (
+            missing_candles || ' missing ' || timeframe || ' candle(s) from '
+            || to_char(first_missing_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+            || ' to '
+            || to_char(last_missing_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+            || ' on calendar ' || calendar
+            || case
+                when is_confirmed_empty then ' (source confirmed no data)'
+                when is_venue_wide then ' (same hole in other symbols of ' || venue || ')'
+                else ''
+            end
+        )::text as failure_reason,
+        calendar,
+        venue,
+        previous_ts,
+        ts as next_ts
+    from classified
+)
+
+select * from final
+{% endtest %}
