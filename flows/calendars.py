@@ -233,8 +233,14 @@ def sessions_exchange(calendar: str, start: date, end: date) -> list[Session]:
         last = min(last, pd.Timestamp(bound_max).normalize())
     if last < first:
         return []
-    cal = exchange_calendars.get_calendar(calendar, start=first, end=last)
-    schedule = cal.schedule
+    # the library refuses start == end: ask a week more (within its bounds), then cut back
+    query_end = last + pd.Timedelta(days=7)
+    if bound_max is not None:
+        query_end = min(query_end, pd.Timestamp(bound_max).normalize())
+    if query_end <= first:
+        return []
+    cal = exchange_calendars.get_calendar(calendar, start=first, end=query_end)
+    schedule = cal.schedule.loc[first:last]
     early = set(cal.early_closes)
     sessions = []
     for label, row in schedule.iterrows():

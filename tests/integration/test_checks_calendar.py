@@ -103,6 +103,8 @@ ST_NYSE_LATE,stock,1d,2024-03-06T05:00:00Z,10,11,9,10,100
 ST_FX_STALE,forex,1h,2024-03-08T20:00:00Z,1.09,1.1,1.08,1.09,10
 ST_FX_STALE,forex,1h,2024-03-08T21:00:00Z,1.09,1.1,1.08,1.09,10
 ST_FX_STALE,forex,1h,2024-03-09T12:00:00Z,1.09,1.09,1.09,1.09,0
+LB_ETH,crypto,1m,2024-03-10T10:00:00Z,3000,3001,2999,3000,1
+LB_ETH,crypto,1m,2024-03-10T10:03:00Z,3000,3001,2999,3000,1
 """
 
 #: (symbol, asset_class, exchange, calendar)
@@ -243,6 +245,7 @@ class Findings:
 
     main: dict[str, list[dict[str, Any]]]
     stale: list[dict[str, Any]]
+    lookback_gaps: list[dict[str, Any]]
     adopted_duplicates: list[dict[str, Any]]
     dbt_ok: bool
     docs_ok: bool
@@ -304,17 +307,24 @@ def findings(make_database: Callable[[], Database]) -> Iterator[Findings]:
             / "duplicate_candles_stg_market__candles.sql"
         ).read_text()
         adopted = _adopted_duplicates(conn, compiled)
+    # incremental run: gaps only within a 30-day look-back; staleness reads all history
     stale_run = run_dbt(
         database,
         SCHEMA,
         "test",
-        dbt_vars={"as_of": STALE_AS_OF},
-        extra=["--select", "candle_staleness_stg_market__candles"],
+        dbt_vars={"as_of": STALE_AS_OF, "check_lookback_days": 30},
+        extra=[
+            "--select",
+            "candle_staleness_stg_market__candles candle_gaps_stg_market__candles",
+        ],
     )
     with connect(database, autocommit=True) as conn:
         stale = _read_audit(conn, "candle_staleness")
+        lookback_gaps = _read_audit(conn, "candle_gaps")
     docs = run_dbt(database, SCHEMA, "docs generate")
-    yield Findings(main, stale, adopted, _dbt_ok(build) and _dbt_ok(stale_run), docs.success)
+    yield Findings(
+        main, stale, lookback_gaps, adopted, _dbt_ok(build) and _dbt_ok(stale_run), docs.success
+    )
 
 
 def _adopted_duplicates(conn: psycopg.Connection, compiled_sql: str) -> list[dict[str, Any]]:
@@ -527,3 +537,59 @@ def test_real_aapl_1m_has_no_intraday_gaps(findings: Findings) -> None:
 def test_real_coinbase_btc_hourly_has_no_gaps(findings: Findings) -> None:
     assert findings.of("BTCUSD", "candle_gaps") == []
     assert findings.of("BTCUSD", "out_of_session_candles") == []
+
+
+def test_cli_calendars_refresh_is_idempotent_and_removes_stale_sessions(
+    make_database: Callable[[], Database],
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    database = make_database()
+    with connect(database, autocommit=True) as conn:
+        apply_migrations(conn)
+        # a session the library no longer has (as an older calendar without the 2025-01-09
+        # closure would have written): the refresh must remove it, or BH-09a shows a gap
+        conn.execute(
+            "insert into trading_sessions (calendar, session_date, open_at, close_at,"
+            " calendar_version) values ('XNYS', '2025-01-09', '2025-01-09T14:30Z',"
+            " '2025-01-09T21:00Z', 'exchange_calendars 4.0')"
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
+    env["MDQ_DATABASE_URL"] = database.url()
+    args = [sys.executable, "-m", "flows.cli", "calendars", "refresh"]
+    window = ["--start", "2025-01-01", "--end", "2025-02-01", "--calendar", "XNYS"]
+    first = subprocess.run(args + window, capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "XNYS: 20 sessions in [2025-01-01, 2025-02-01); 20 written, 1 removed" in first.stdout
+    again = subprocess.run(args + window, capture_output=True, text=True, env=env, timeout=120)
+    assert "XNYS: 20 sessions in [2025-01-01, 2025-02-01); 0 written, 0 removed" in again.stdout
+    with connect(database) as conn:
+        versions = conn.execute("select distinct calendar_version from trading_sessions").fetchall()
+        calendar = conn.execute(
+            "select timezone, first_session_date, last_session_date from trading_calendars"
+        ).fetchall()
+    assert [v for (v,) in versions] == [f"exchange_calendars {_version('exchange_calendars')}"]
+    assert calendar == [("America/New_York", date(2025, 1, 2), date(2025, 1, 31))]
+    bad = subprocess.run(
+        args + ["--calendar", "XNYZ"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert bad.returncode == 2
+    assert "calendar 'XNYZ' not supported" in bad.stderr
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(package)
+
+
+def test_lookback_run_sees_only_recent_gaps(findings: Findings) -> None:
+    """With check_lookback_days=30 at 2024-03-11, the 2017 EURUSD holes are not re-read; a
+    hole inside the window is found; a feed dead for longer than the window is still stale."""
+    assert _summary(findings.lookback_gaps) == {
+        ("candle_gaps", "gap", "2024-03-10T10:01:00Z", "2024-03-10T10:02:00Z", 2.0)
+    }
+    eurusd = [r for r in findings.stale if r["symbol"] == "EURUSD"]
+    assert len(eurusd) == 1 and eurusd[0]["ts_start"] == _ts("2017-12-29T21:00:00Z")

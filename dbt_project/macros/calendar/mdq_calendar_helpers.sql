@@ -168,7 +168,8 @@
     timeframe_column='timeframe',
     ts_column='ts',
     calendar_column=none,
-    value_columns=[]
+    value_columns=[],
+    apply_lookback=true
 ) %}
     {#-
         CTE text (no leading `with`, no trailing comma) ending in `candles_sessionized`: one
@@ -193,6 +194,8 @@
             calendar_column: a column naming each row's calendar; default: the calendar of
                 the symbol in instruments, else var `calendar_by_asset_class`.
             value_columns: more columns of `model` to carry along (e.g. open, volume).
+            apply_lookback: honour var `check_lookback_days` (staleness passes false: a feed
+                dead for longer than the look-back must still be reported).
     -#}
     {%- set lookback = var('check_lookback_days', none) -%}
     {%- if lookback is not none and lookback is not number -%}
@@ -219,7 +222,7 @@
             {{ mdq_as_of() }} as as_of
         from {{ model }}
         where {{ ts_column }} < {{ mdq_as_of() }}
-        {%- if lookback is not none %}
+        {%- if lookback is not none and apply_lookback %}
             and {{ ts_column }}
             >= {{ mdq_as_of() }} - make_interval(days => {{ lookback }})
         {%- endif %}

@@ -18,6 +18,8 @@
 
     ts_start: the last in-session candle; ts_end: as_of. observed_value: completed candles
     missed; expected_value: the threshold. Severity 'error' from var(error_after_var) on.
+    Reads the whole history whatever var `check_lookback_days` says (only the last candle of
+    each series matters, and a feed dead for longer than the look-back is still stale).
 -#}
 with
 
@@ -27,7 +29,8 @@ with
     asset_class_column=asset_class_column,
     timeframe_column=timeframe_column,
     ts_column=ts_column,
-    calendar_column=calendar_column
+    calendar_column=calendar_column,
+    apply_lookback=false
 ) }},
 
 last_candles as (
