@@ -229,4 +229,8 @@ def refresh_calendars(
         sessions = build_sessions(code, start, end)
         with conn.transaction():
             results.append(write_sessions(conn, info, sessions, start, end))
+    # fresh statistics, so the checks' planner hash-joins candles to these small tables
+    with conn.transaction():
+        conn.execute("analyze trading_sessions")
+        conn.execute("analyze trading_calendars")
     return results

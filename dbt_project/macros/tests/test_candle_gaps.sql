@@ -42,6 +42,7 @@ in_session as (
 ),
 
 ordered as (
+    -- the scan: two lag() columns per candle; everything else is computed for holes only
     select
         symbol,
         asset_class,
@@ -55,51 +56,75 @@ ordered as (
         first_slot_at,
         previous_session_last_slot_at,
         lag(slot_ordinal) over by_symbol as previous_slot_ordinal,
-        lag(ts) over by_symbol as previous_ts,
-        lag(bars_before + bars_in_session) over by_symbol
-            as previous_session_end_ordinal,
-        lag(next_session_first_slot_at) over by_symbol
-            as previous_next_session_first_slot_at,
-        lag(open_at) over by_symbol as previous_open_at,
-        lag(bars_before) over by_symbol as previous_bars_before,
-        lag(is_daily) over by_symbol as previous_is_daily
+        lag(ts) over by_symbol as previous_ts
     from in_session
     window by_symbol as (
         partition by symbol, timeframe order by ts
     )
 ),
 
+jumps as (
+    select *
+    from ordered
+    where slot_ordinal - previous_slot_ordinal > 1
+),
+
 holes as (
     select
-        symbol,
-        asset_class,
-        timeframe,
-        calendar,
-        venue,
-        previous_ts,
-        ts,
-        slot_ordinal - previous_slot_ordinal - 1 as missing_candles,
+        jumps.symbol,
+        jumps.asset_class,
+        jumps.timeframe,
+        jumps.calendar,
+        jumps.venue,
+        jumps.previous_ts,
+        jumps.ts,
+        jumps.slot_ordinal - jumps.previous_slot_ordinal - 1 as missing_candles,
         -- first missing slot: the next slot of the previous candle's session, else the
         -- first slot of the session after it
         case
-            when previous_slot_ordinal + 1 < previous_session_end_ordinal
-                then previous_open_at + make_interval(
-                    secs => (previous_slot_ordinal + 1 - previous_bars_before)
-                    * timeframe_seconds
+            when jumps.previous_slot_ordinal + 1
+                < previous_sessions.bars_before + previous_sessions.bars_in_session
+                then previous_sessions.first_slot_at + make_interval(
+                    secs => (jumps.previous_slot_ordinal + 1 - previous_sessions.bars_before)
+                    * jumps.timeframe_seconds
                 )
-            else previous_next_session_first_slot_at
+            else previous_sessions.next_session_first_slot_at
         end as first_missing_at,
         -- last missing slot: the slot before this candle's in its session, else the last
         -- slot of the session before it
         case
-            when slot_ordinal > bars_before
-                then first_slot_at + make_interval(
-                    secs => (slot_ordinal - 1 - bars_before) * timeframe_seconds
+            when jumps.slot_ordinal > jumps.bars_before
+                then jumps.first_slot_at + make_interval(
+                    secs => (jumps.slot_ordinal - 1 - jumps.bars_before)
+                    * jumps.timeframe_seconds
                 )
-            else previous_session_last_slot_at
+            else jumps.previous_session_last_slot_at
         end as last_missing_at
-    from ordered
-    where slot_ordinal - previous_slot_ordinal > 1
+    from jumps
+    inner join mdq_calendars as calendars
+        on jumps.calendar = calendars.calendar
+    inner join mdq_sessions_enumerated as previous_sessions
+        on jumps.calendar = previous_sessions.calendar
+        and jumps.timeframe = previous_sessions.timeframe
+        and (
+            (jumps.previous_ts at time zone calendars.timezone)
+            + make_interval(hours => calendars.day_rollover_hours)
+        )::date = previous_sessions.session_date
+),
+
+shared_holes as (
+    -- holes that another symbol of the same venue and timeframe shares (in part)
+    select distinct
+        holes.symbol,
+        holes.timeframe,
+        holes.first_missing_at
+    from holes
+    inner join holes as others
+        on holes.venue = others.venue
+        and holes.timeframe = others.timeframe
+        and holes.symbol <> others.symbol
+        and others.first_missing_at <= holes.last_missing_at
+        and others.last_missing_at >= holes.first_missing_at
 ),
 
 classified as (
@@ -113,16 +138,12 @@ classified as (
                 and confirmed_empty.window_start_at <= holes.first_missing_at
                 and confirmed_empty.window_end_at > holes.last_missing_at
         ) as is_confirmed_empty,
-        exists (
-            select 1
-            from holes as others
-            where others.venue = holes.venue
-                and others.timeframe = holes.timeframe
-                and others.symbol <> holes.symbol
-                and others.first_missing_at <= holes.last_missing_at
-                and others.last_missing_at >= holes.first_missing_at
-        ) as is_venue_wide
+        shared_holes.symbol is not null as is_venue_wide
     from holes
+    left join shared_holes
+        on holes.symbol = shared_holes.symbol
+        and holes.timeframe = shared_holes.timeframe
+        and holes.first_missing_at = shared_holes.first_missing_at
 ),
 
 final as (

@@ -1,4 +1,4 @@
-{{ config(materialized="table") }}
+{{ config(materialized="table", post_hook="analyze {{ this }}") }}
 
 -- grain: one row per calendar, timeframe, session_date; instants UTC
 -- Gives every expected candle slot an ordinal: bars_before is the number of slots of all
