@@ -34,17 +34,18 @@ with
 ) }},
 
 last_candles as (
-    select distinct on (symbol, timeframe)
+    -- hash aggregate, no sort: the last in-session candle of each series
+    select
         symbol,
-        asset_class,
         timeframe,
-        calendar,
-        ts as last_ts,
-        slot_ordinal as last_slot_ordinal,
-        as_of
+        min(asset_class) as asset_class,
+        min(calendar) as calendar,
+        max(ts) as last_ts,
+        max(slot_ordinal) as last_slot_ordinal,
+        min(as_of) as as_of
     from candles_sessionized
     where is_in_session
-    order by symbol, timeframe, ts desc
+    group by symbol, timeframe
 ),
 
 current_sessions as (

@@ -19,7 +19,7 @@
       stored at the session label and again at a live-quote time (BH-01). ts_start/ts_end:
       first and last ts; the later row is the one to keep.
 
-    observed_value: rows (key) or distinct ts (session/slot); expected_value: 1.
+    observed_value: rows of the key, session or slot; expected_value: 1.
 -#}
 {%- if value_columns is string or value_columns | length == 0 -%}
     {{ exceptions.raise_compiler_error(
@@ -45,9 +45,13 @@ key_duplicates as (
         ts,
         min(asset_class) as asset_class,
         count(*) as row_count,
-        count(distinct (
-            {%- for column in value_columns %}{{ column }}{{ ', ' if not loop.last }}{% endfor -%}
-        )) as version_count
+        -- identical when every value column has one value (hash-aggregate friendly)
+        (
+            {%- for column in value_columns %}
+            min({{ column }}) is not distinct from max({{ column }})
+            and count({{ column }}) in (0, count(*)){{ ' and' if not loop.last }}
+            {%- endfor %}
+        ) as is_identical
     from mdq_candles_source
     group by symbol, timeframe, ts
     having count(*) > 1
@@ -64,17 +68,17 @@ slot_duplicates as (
         min(calendar) as calendar,
         min(ts) as first_ts,
         max(ts) as last_ts,
-        count(distinct ts) as ts_count
+        count(*) as row_count
     from candles_sessionized
     where is_in_session
     group by symbol, timeframe, slot_ordinal
-    having count(distinct ts) > 1
+    having min(ts) <> max(ts)
 ),
 
 key_findings as (
     select
         case
-            when version_count = 1 then 'exact_duplicate' else 'conflicting_duplicate'
+            when is_identical then 'exact_duplicate' else 'conflicting_duplicate'
         end as anomaly_type,
         symbol,
         asset_class,
@@ -86,8 +90,8 @@ key_findings as (
             row_count || ' rows for ' || symbol || ' ' || timeframe || ' '
             || to_char(ts at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
             || case
-                when version_count = 1 then ', all identical'
-                else ' with ' || version_count || ' different values'
+                when is_identical then ', all identical'
+                else ' with different values'
             end
         ) as failure_reason
     from key_duplicates
@@ -103,9 +107,9 @@ slot_findings as (
         timeframe,
         first_ts as ts_start,
         last_ts as ts_end,
-        ts_count as observed_value,
+        row_count as observed_value,
         (
-            ts_count || ' candles with different ts in '
+            row_count || ' candles with different ts in '
             || case
                 when is_daily then 'session ' || session_date || ' of ' || calendar
                 else 'one ' || timeframe || ' slot of ' || calendar
