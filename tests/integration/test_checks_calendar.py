@@ -460,6 +460,14 @@ def test_bh06_venue_outage_names_the_venue(findings: Findings) -> None:
     assert row["severity"] == "error"  # 60 missing 1m candles >= 30
 
 
+def test_bh04_reason_names_the_missing_session(findings: Findings) -> None:
+    (row,) = findings.of("BH04_AAA", "candle_gaps")
+    assert row["failure_reason"] == (
+        "1 missing 1d candle(s) for session(s) 2024-12-31 to 2024-12-31 on calendar XNYS"
+    )
+    assert row["severity"] == "warn"  # 1 < 3 missing sessions ('*:1d')
+
+
 def test_bh10_saturday_candle_is_not_an_update_for_staleness(findings: Findings) -> None:
     (row,) = [r for r in findings.stale if r["symbol"] == "ST_FX_STALE"]
     # the last real candle is Friday 21:00Z; the flat Saturday 12:00Z candle does not count

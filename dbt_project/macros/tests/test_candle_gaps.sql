@@ -76,6 +76,7 @@ holes as (
         jumps.timeframe,
         jumps.calendar,
         jumps.venue,
+        calendars.timezone,
         jumps.previous_ts,
         jumps.ts,
         jumps.slot_ordinal - jumps.previous_slot_ordinal - 1 as missing_candles,
@@ -169,10 +170,17 @@ final as (
         missing_candles::double precision as observed_value,
         0::double precision as expected_value,
         (
-            missing_candles || ' missing ' || timeframe || ' candle(s) from '
-            || to_char(first_missing_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
-            || ' to '
-            || to_char(last_missing_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+            missing_candles || ' missing ' || timeframe || ' candle(s) '
+            || case
+                when timeframe = '1d'
+                    then 'for session(s) '
+                    || ((first_missing_at at time zone timezone)::date)::text
+                    || ' to ' || ((last_missing_at at time zone timezone)::date)::text
+                else 'from '
+                    || to_char(first_missing_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+                    || ' to '
+                    || to_char(last_missing_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+            end
             || ' on calendar ' || calendar
             || case
                 when is_confirmed_empty then ' (source confirmed no data)'
