@@ -71,6 +71,14 @@ BH07N_SMLC,stock,1m,2024-05-07T14:30:00Z,8.20,8.22,8.19,8.21,1200
 BH07N_SMLC,stock,1m,2024-05-07T14:31:00Z,8.21,8.21,8.20,8.20,300
 BH07N_SMLC,stock,1m,2024-05-07T14:35:00Z,8.22,8.24,8.22,8.23,500
 BH07N_SMLC,stock,1m,2024-05-07T14:36:00Z,8.23,8.23,8.21,8.21,200
+BH07P_SMLC,stock,1m,2024-05-07T14:30:00Z,8.20,8.22,8.19,8.21,100
+BH07P_SMLC,stock,1m,2024-05-07T14:31:00Z,8.20,8.22,8.19,8.21,100
+BH07P_SMLC,stock,1m,2024-05-07T14:35:00Z,8.20,8.22,8.19,8.21,100
+BH07P_SMLC,stock,1m,2024-05-07T14:36:00Z,8.20,8.22,8.19,8.21,100
+BH07H_SMLC,stock,1m,2024-05-07T14:30:00Z,8.20,8.22,8.19,8.21,100
+BH07H_SMLC,stock,1m,2024-05-07T14:31:00Z,8.20,8.22,8.19,8.21,100
+BH07H_SMLC,stock,1m,2024-05-07T14:35:00Z,8.20,8.22,8.19,8.21,100
+BH07H_SMLC,stock,1m,2024-05-07T14:36:00Z,8.20,8.22,8.19,8.21,100
 BH09A_AAA,stock,1d,2025-01-08T05:00:00Z,70.10,70.80,69.90,70.50,800000
 BH09A_AAA,stock,1d,2025-01-10T05:00:00Z,70.40,70.60,68.90,69.20,1300000
 BH09A_AAA,stock,1d,2025-01-13T05:00:00Z,69.00,69.90,68.70,69.70,900000
@@ -117,6 +125,8 @@ INSTRUMENTS = [
     ("BH06V_LTC", "crypto", "VENUEX", "24/7"),
     ("BH07_SMLC", "stock", "XNYS", "XNYS"),
     ("BH07N_SMLC", "stock", "ARCX", "XNYS"),
+    ("BH07P_SMLC", "stock", "BATS", "XNYS"),
+    ("BH07H_SMLC", "stock", "IEX", "XNYS"),
     ("BH09A_AAA", "stock", "XNYS", "XNYS"),
     ("BH09B_AAA", "stock", "XNYS", "XNYS"),
     ("BH09C_AAA", "stock", "XNYS", "XNYS"),
@@ -292,7 +302,12 @@ def findings(make_database: Callable[[], Database]) -> Iterator[Findings]:
         conn.execute(
             "insert into backfill_confirmed_empty (symbol, timeframe, window_start, window_end,"
             " provider) values ('BH07_SMLC', '1m', '2024-05-07T14:32:00Z',"
-            " '2024-05-07T14:35:00Z', 'test')"
+            " '2024-05-07T14:35:00Z', 'test'),"
+            # two pages of one empty backfill: together they cover the hole
+            " ('BH07P_SMLC', '1m', '2024-05-07T14:32:00Z', '2024-05-07T14:34:00Z', 'test'),"
+            " ('BH07P_SMLC', '1m', '2024-05-07T14:34:00Z', '2024-05-07T14:35:00Z', 'test'),"
+            # only part of the hole was confirmed empty: still a gap
+            " ('BH07H_SMLC', '1m', '2024-05-07T14:32:00Z', '2024-05-07T14:34:00Z', 'test')"
         )
         load_real_files(conn)
     with connect(database) as conn:
@@ -426,6 +441,16 @@ FIELD_CASES = [
         "BH07N_SMLC",
         {("candle_gaps", "gap", "2024-05-07T14:32:00Z", "2024-05-07T14:34:00Z", 3.0)},
         id="BH-07-without-confirmed-window-is-a-gap",
+    ),
+    pytest.param(
+        "BH07P_SMLC",
+        {("candle_gaps", "source_no_data", "2024-05-07T14:32:00Z", "2024-05-07T14:34:00Z", 3.0)},
+        id="BH-07-confirmed-empty-in-two-pages",
+    ),
+    pytest.param(
+        "BH07H_SMLC",
+        {("candle_gaps", "gap", "2024-05-07T14:32:00Z", "2024-05-07T14:34:00Z", 3.0)},
+        id="BH-07-window-covers-part-of-the-hole",
     ),
     pytest.param("BH09A_AAA", set(), id="BH-09a-unscheduled-closure-and-weekend"),
     pytest.param("BH09B_AAA", set(), id="BH-09b-early-close-1h"),

@@ -13,8 +13,9 @@
     the market was open (weekends, holidays, closures, early closes and the FX weekend are not
     gaps; intraday slots are aligned to the session open, the last one may be shorter).
 
-    anomaly_type: 'source_no_data' when a backfill_confirmed_empty window of the symbol and
-    timeframe contains every missing slot (BH-07); else 'venue_outage' when another symbol of
+    anomaly_type: 'source_no_data' when backfill_confirmed_empty windows of the symbol and
+    timeframe (adjacent or overlapping windows merged, e.g. pages) contain every missing slot
+    (BH-07); else 'venue_outage' when another symbol of
     the same venue (instruments.exchange, else the calendar) and timeframe has an overlapping
     hole (BH-06); else 'gap'. ts_start/ts_end: first and last missing slot (daily: the
     session label, midnight exchange time). Out-of-session candles are ignored (see
@@ -33,6 +34,44 @@ with
 
 confirmed_empty as (
     select * from {{ ref('stg_market__confirmed_empty_windows') }}
+),
+
+confirmed_empty_ordered as (
+    select
+        symbol,
+        timeframe,
+        window_start_at,
+        window_end_at,
+        max(window_end_at) over (
+            partition by symbol, timeframe
+            order by window_start_at
+            rows between unbounded preceding and 1 preceding
+        ) as previous_max_end_at
+    from confirmed_empty
+),
+
+confirmed_empty_islands as (
+    -- adjacent or overlapping windows (e.g. pages of one backfill) form one island
+    select
+        *,
+        sum(
+            case when previous_max_end_at >= window_start_at then 0 else 1 end
+        ) over (
+            partition by symbol, timeframe
+            order by window_start_at
+            rows between unbounded preceding and current row
+        ) as island_number
+    from confirmed_empty_ordered
+),
+
+confirmed_empty_spans as (
+    select
+        symbol,
+        timeframe,
+        min(window_start_at) as span_start_at,
+        max(window_end_at) as span_end_at
+    from confirmed_empty_islands
+    group by symbol, timeframe, island_number
 ),
 
 in_session as (
@@ -133,11 +172,11 @@ classified as (
         holes.*,
         exists (
             select 1
-            from confirmed_empty
-            where confirmed_empty.symbol = holes.symbol
-                and confirmed_empty.timeframe = holes.timeframe
-                and confirmed_empty.window_start_at <= holes.first_missing_at
-                and confirmed_empty.window_end_at > holes.last_missing_at
+            from confirmed_empty_spans
+            where confirmed_empty_spans.symbol = holes.symbol
+                and confirmed_empty_spans.timeframe = holes.timeframe
+                and confirmed_empty_spans.span_start_at <= holes.first_missing_at
+                and confirmed_empty_spans.span_end_at > holes.last_missing_at
         ) as is_confirmed_empty,
         shared_holes.symbol is not null as is_venue_wide
     from holes
