@@ -111,6 +111,9 @@ ST_NYSE_LATE,stock,1d,2024-03-06T05:00:00Z,10,11,9,10,100
 ST_FX_STALE,forex,1h,2024-03-08T20:00:00Z,1.09,1.1,1.08,1.09,10
 ST_FX_STALE,forex,1h,2024-03-08T21:00:00Z,1.09,1.1,1.08,1.09,10
 ST_FX_STALE,forex,1h,2024-03-09T12:00:00Z,1.09,1.09,1.09,1.09,0
+NC_ETH,crypto,2h,2024-03-10T00:00:00Z,3000,3001,2999,3000,1
+NC_ETH,crypto,2h,2024-03-10T02:00:00Z,3000,3001,2999,3000,1
+NC_ETH,crypto,2h,2024-03-10T08:00:00Z,3000,3001,2999,3000,1
 LB_ETH,crypto,1m,2024-03-10T10:00:00Z,3000,3001,2999,3000,1
 LB_ETH,crypto,1m,2024-03-10T10:03:00Z,3000,3001,2999,3000,1
 """
@@ -468,6 +471,12 @@ FIELD_CASES = [
         id="BH-10-fx-weekend-and-saturday-candle",
     ),
     pytest.param("BH11_BTCX", set(), id="BH-11-dst-fall-back"),
+    pytest.param(
+        "NC_ETH",
+        {("out_of_session_candles", "calendar_not_covered", "2024-03-10T00:00:00Z",
+          "2024-03-10T08:00:00Z", 3.0)},
+        id="timeframe-without-slots-is-one-not-covered-row",
+    ),
     pytest.param("BH11S_BTCX", set(), id="BH-11-dst-spring-forward-mirror"),
 ]  # fmt: skip
 
