@@ -1,6 +1,7 @@
 {#
-    Shared helpers of the calendar checks (gaps, staleness, duplicates, alignment, sessions).
-    Every macro returns a SQL expression or CTE text for PostgreSQL.
+    Shared helpers of the calendar checks (gaps, staleness, duplicates,
+    alignment, sessions). Every macro returns a SQL expression or CTE text for
+    PostgreSQL.
 #}
 
 {% macro mdq_timeframe_seconds(timeframe) %}
@@ -8,8 +9,8 @@
         Length of a timeframe label in seconds, as a SQL bigint expression.
 
         Args:
-            timeframe: SQL expression of a label '<n><unit>', unit s, m, h, d or w
-                ('1m' -> 60, '4h' -> 14400, '1d' -> 86400).
+            timeframe: SQL expression of a label '<n><unit>', unit s, m, h, d or
+                w ('1m' -> 60, '4h' -> 14400, '1d' -> 86400).
 
         Returns:
             bigint expression; null for a label of another shape.
@@ -30,8 +31,9 @@
 
 {% macro mdq_as_of() %}
     {#-
-        The reference time of every "now"-dependent check: dbt var `as_of` (an ISO 8601
-        timestamp with offset, e.g. '2024-06-01T00:00:00Z') or now() when unset.
+        The reference time of every "now"-dependent check: dbt var `as_of` (an
+        ISO 8601 timestamp with offset, e.g. '2024-06-01T00:00:00Z') or now()
+        when unset.
 
         Raises:
             compiler error: `as_of` is not an ISO 8601 date or timestamp.
@@ -63,11 +65,13 @@
 
 {% macro mdq_setting(name, asset_class, timeframe) %}
     {#-
-        A threshold or severity from a dbt var shaped per asset class and timeframe.
+        A threshold or severity from a dbt var shaped per asset class and
+        timeframe.
 
-        The var is a mapping whose keys are '<asset_class>:<timeframe>', either side may be
-        '*'. The most specific key wins: 'crypto:1m', then 'crypto:*', then '*:1m', then '*:*'
-        (which must exist). Values are numbers or strings.
+        The var is a mapping whose keys are '<asset_class>:<timeframe>', either
+        side may be '*'. The most specific key wins: 'crypto:1m', then
+        'crypto:*', then '*:1m', then '*:*' (which must exist). Values are
+        numbers or strings.
 
         Args:
             name: the var name, e.g. 'mdq_gap_error_after_candles'.
@@ -78,7 +82,8 @@
             a SQL case expression.
 
         Raises:
-            compiler error: the var is not a mapping, has no '*:*' key or a malformed key.
+            compiler error: the var is not a mapping, has no '*:*' key or a
+                malformed key.
     -#}
     {%- set table = var(name) -%}
     {%- if table is not mapping or '*:*' not in table -%}
@@ -125,11 +130,13 @@
 
 {% macro mdq_default_calendar(asset_class) %}
     {#-
-        Calendar of a candle whose symbol has no instruments row, from the dbt var
-        `calendar_by_asset_class` (mirrors flows.calendars.DEFAULT_CALENDAR_BY_ASSET_CLASS).
+        Calendar of a candle whose symbol has no instruments row, from the dbt
+        var `calendar_by_asset_class` (mirrors
+        flows.calendars.DEFAULT_CALENDAR_BY_ASSET_CLASS).
 
         Returns:
-            a SQL text expression; null for an asset class that is not in the mapping.
+            a SQL text expression; null for an asset class that is not in the
+            mapping.
     -#}
     {%- set mapping = var('calendar_by_asset_class', {}) -%}
     (case {{ asset_class }}
@@ -143,11 +150,13 @@
 
 {% macro mdq_calendar_timeframes() %}
     {#-
-        The timeframes the calendar checks enumerate slots for (dbt var `calendar_timeframes`):
+        The timeframes the calendar checks enumerate slots for (dbt var
+        `calendar_timeframes`):
         intraday labels shorter than a day, and '1d' (one candle per session).
 
         Raises:
-            compiler error: a label is not '<n>s|m|h' shorter than a day or '1d'.
+            compiler error: a label is not '<n>s|m|h' shorter than a day or
+                '1d'.
     -#}
     {%- set timeframes = var('calendar_timeframes') -%}
     {%- for tf in timeframes -%}
@@ -172,30 +181,38 @@
     apply_lookback=true
 ) %}
     {#-
-        CTE text (no leading `with`, no trailing comma) ending in `candles_sessionized`: one
-        row per row of `model` with ts < as_of (and, when var `check_lookback_days` is set,
-        ts >= as_of - that many days), mapped to its calendar session and expected slot.
+        CTE text (no leading `with`, no trailing comma) ending in
+        `candles_sessionized`: one row per row of `model` with ts < as_of (and,
+        when var `check_lookback_days` is set, ts >= as_of - that many days),
+        mapped to its calendar session and expected slot.
 
-        Session date rule: ((ts at time zone <calendar tz>) + <day roll-over> hours)::date,
-        from trading_calendars (FX rolls at 17:00 New York, so Sunday evening belongs to
-        Monday). Slot ordinal: bars of all earlier sessions of the calendar and timeframe plus
-        floor((ts - open_at) / timeframe) inside the session (1d: one slot per session), so
-        the candles missing between two candles are the difference of their ordinals minus 1.
+        Session date rule: ((ts at time zone <calendar tz>) + <day roll-over>
+        hours)::date, from trading_calendars (FX rolls at 17:00 New York, so
+        Sunday evening belongs to Monday). Slot ordinal: bars of all earlier
+        sessions of the calendar and timeframe plus floor((ts - open_at) /
+        timeframe) inside the session (1d: one slot per session), so the candles
+        missing between two candles are the difference of their ordinals minus
+        1.
 
-        Columns of candles_sessionized: symbol, asset_class, timeframe, ts, calendar, venue,
-        timeframe_seconds, is_daily, session_date, timezone, open_at, close_at,
-        session_label_at, bars_before, bars_in_session, first_slot_at, last_slot_at,
-        previous_session_last_slot_at, next_session_first_slot_at, is_covered,
-        is_in_session, slot_ordinal, slot_offset_seconds, is_aligned, plus `value_columns`.
+        Columns of candles_sessionized: symbol, asset_class, timeframe, ts,
+        calendar, venue, timeframe_seconds, is_daily, session_date, timezone,
+        open_at, close_at, session_label_at, bars_before, bars_in_session,
+        first_slot_at, last_slot_at, previous_session_last_slot_at,
+        next_session_first_slot_at, is_covered, is_in_session, slot_ordinal,
+        slot_offset_seconds, is_aligned, plus `value_columns`.
 
         Args:
             model: the candle relation.
-            symbol_column, asset_class_column, timeframe_column, ts_column: its columns.
-            calendar_column: a column naming each row's calendar; default: the calendar of
-                the symbol in instruments, else var `calendar_by_asset_class`.
-            value_columns: more columns of `model` to carry along (e.g. open, volume).
-            apply_lookback: honour var `check_lookback_days` (staleness passes false: a feed
-                dead for longer than the look-back must still be reported).
+            symbol_column, asset_class_column, timeframe_column, ts_column: its
+                columns.
+            calendar_column: a column naming each row's calendar; default: the
+                calendar of the symbol in instruments, else var
+                `calendar_by_asset_class`.
+            value_columns: more columns of `model` to carry along (e.g. open,
+                volume).
+            apply_lookback: honour var `check_lookback_days` (staleness passes
+                false: a feed dead for longer than the look-back must still be
+                reported).
     -#}
     {%- set lookback = var('check_lookback_days', none) -%}
     {%- if lookback is not none and lookback is not number -%}
@@ -261,7 +278,8 @@
             calendars.timezone,
             calendars.first_session_date,
             calendars.last_session_date,
-            -- local wall-clock time only to derive the session date, zone named explicitly
+            -- local wall-clock time only to derive the session date, zone named
+            -- explicitly
             (
                 (candles.ts at time zone calendars.timezone)
                 + make_interval(hours => calendars.day_rollover_hours)

@@ -8,18 +8,21 @@
     error_after_var='mdq_gap_error_after_candles'
 ) %}
 {#-
-    Calendar-aware gaps: one row per hole between two consecutive in-session candles of a
-    (symbol, timeframe), counted in missing candles of that timeframe where the calendar says
-    the market was open (weekends, holidays, closures, early closes and the FX weekend are not
-    gaps; intraday slots are aligned to the session open, the last one may be shorter).
+    Calendar-aware gaps: one row per hole between two consecutive in-session
+    candles of a (symbol, timeframe), counted in missing candles of that
+    timeframe where the calendar says the market was open (weekends, holidays,
+    closures, early closes and the FX weekend are not gaps; intraday slots are
+    aligned to the session open, the last one may be shorter).
 
-    anomaly_type: 'source_no_data' when backfill_confirmed_empty windows of the symbol and
-    timeframe (adjacent or overlapping windows merged, e.g. pages) contain every missing slot
-    (BH-07); else 'venue_outage' when another symbol of
-    the same venue (instruments.exchange, else the calendar) and timeframe has an overlapping
-    hole (BH-06); else 'gap'. ts_start/ts_end: first and last missing slot (daily: the
-    session label, midnight exchange time). Out-of-session candles are ignored (see
-    out_of_session_candles). Cost: one join to the enumerated sessions and one lag() scan.
+    anomaly_type: 'source_no_data' when backfill_confirmed_empty windows of the
+        symbol and timeframe (adjacent or overlapping windows merged, e.g.
+        pages) contain every missing slot (BH-07); else 'venue_outage' when
+        another symbol of the same venue (instruments.exchange, else the
+        calendar) and timeframe has an overlapping hole (BH-06); else 'gap'.
+        ts_start/ts_end: first and last missing slot (daily: the session label,
+        midnight exchange time). Out-of-session candles are ignored (see
+        out_of_session_candles). Cost: one join to the enumerated sessions and
+        one lag() scan.
 -#}
 with
 
@@ -51,7 +54,8 @@ confirmed_empty_ordered as (
 ),
 
 confirmed_empty_islands as (
-    -- adjacent or overlapping windows (e.g. pages of one backfill) form one island
+    -- adjacent or overlapping windows (e.g. pages of one backfill) form one
+    -- island
     select
         *,
         sum(
@@ -81,7 +85,8 @@ in_session as (
 ),
 
 ordered as (
-    -- the scan: two lag() columns per candle; everything else is computed for holes only
+    -- the scan: two lag() columns per candle; everything else is computed for
+    -- holes only
     select
         symbol,
         asset_class,
@@ -119,8 +124,8 @@ holes as (
         jumps.previous_ts,
         jumps.ts,
         jumps.slot_ordinal - jumps.previous_slot_ordinal - 1 as missing_candles,
-        -- first missing slot: the next slot of the previous candle's session, else the
-        -- first slot of the session after it
+        -- first missing slot: the next slot of the previous candle's session,
+        -- else the first slot of the session after it
         case
             when jumps.previous_slot_ordinal + 1
                 < previous_sessions.bars_before + previous_sessions.bars_in_session
@@ -130,8 +135,8 @@ holes as (
                 )
             else previous_sessions.next_session_first_slot_at
         end as first_missing_at,
-        -- last missing slot: the slot before this candle's in its session, else the last
-        -- slot of the session before it
+        -- last missing slot: the slot before this candle's in its session, else
+        -- the last slot of the session before it
         case
             when jumps.slot_ordinal > jumps.bars_before
                 then jumps.first_slot_at + make_interval(
@@ -153,7 +158,8 @@ holes as (
 ),
 
 shared_holes as (
-    -- holes that another symbol of the same venue and timeframe shares (in part)
+    -- holes that another symbol of the same venue and timeframe shares (in
+    -- part)
     select distinct
         holes.symbol,
         holes.timeframe,

@@ -10,16 +10,18 @@
 ) %}
 {#-
     Staleness: one row per (symbol, timeframe) whose feed has missed at least
-    var(stale_after_var) completed candles since its last in-session candle, judged at var
-    `as_of`. Completed candles are counted on the calendar: only slots of sessions, and only
-    slots that ended by as_of (the candle still forming is the grace), so a stock is not stale
-    over a weekend or before the open while a 1m crypto feed is stale after a few minutes.
-    Out-of-session candles (e.g. synthetic weekend FX candles, BH-10) do not count as updates.
+    var(stale_after_var) completed candles since its last in-session candle,
+    judged at var `as_of`. Completed candles are counted on the calendar: only
+    slots of sessions, and only slots that ended by as_of (the candle still
+    forming is the grace), so a stock is not stale over a weekend or before the
+    open while a 1m crypto feed is stale after a few minutes. Out-of-session
+    candles (e.g. synthetic weekend FX candles, BH-10) do not count as updates.
 
-    ts_start: the last in-session candle; ts_end: as_of. observed_value: completed candles
-    missed; expected_value: the threshold. Severity 'error' from var(error_after_var) on.
-    Reads the whole history whatever var `check_lookback_days` says (only the last candle of
-    each series matters, and a feed dead for longer than the look-back is still stale).
+    ts_start: the last in-session candle; ts_end: as_of. observed_value:
+        completed candles missed; expected_value: the threshold. Severity
+        'error' from var(error_after_var) on. Reads the whole history whatever
+        var `check_lookback_days` says (only the last candle of each series
+        matters, and a feed dead for longer than the look-back is still stale).
 -#}
 with
 
@@ -66,8 +68,8 @@ current_sessions as (
 completed as (
     select
         last_candles.*,
-        -- slots that ended by as_of: all earlier sessions, plus the finished slots of the
-        -- session in progress (a daily slot ends at the close)
+        -- slots that ended by as_of: all earlier sessions, plus the finished
+        -- slots of the session in progress (a daily slot ends at the close)
         current_sessions.bars_before + case
             when last_candles.as_of >= current_sessions.close_at
                 then current_sessions.bars_in_session

@@ -11,13 +11,14 @@
 {#-
     Duplicate candles, one row per duplicated key or slot:
 
-    - 'exact_duplicate' / 'conflicting_duplicate': several rows share (symbol, timeframe, ts)
-      (possible in an adopted table without the unique key), with identical / differing
-      `value_columns`;
-    - 'duplicate_session' (1d) / 'duplicate_slot' (intraday): several distinct ts of one
-      (symbol, timeframe) fall in the same calendar session or slot, e.g. a daily candle
-      stored at the session label and again at a live-quote time (BH-01). ts_start/ts_end:
-      first and last ts; the later row is the one to keep.
+    - 'exact_duplicate' / 'conflicting_duplicate': several rows share (symbol,
+        timeframe, ts) (possible in an adopted table without the unique key),
+        with identical / differing `value_columns`;
+    - 'duplicate_session' (1d) / 'duplicate_slot' (intraday): several distinct
+        ts of one (symbol, timeframe) fall in the same calendar session or slot,
+        e.g. a daily candle stored at the session label and again at a
+        live-quote time (BH-01). ts_start/ts_end: first and last ts; the later
+        row is the one to keep.
 
     observed_value: rows of the key, session or slot; expected_value: 1.
 -#}
@@ -45,7 +46,8 @@ key_duplicates as (
         ts,
         min(asset_class) as asset_class,
         count(*) as row_count,
-        -- identical when every value column has one value (hash-aggregate friendly)
+        -- identical when every value column has one value (hash-aggregate
+        -- friendly)
         (
             {%- for column in value_columns %}
             min({{ column }}) is not distinct from max({{ column }})

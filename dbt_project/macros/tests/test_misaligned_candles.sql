@@ -9,10 +9,12 @@
 ) %}
 {#-
     In-session candles whose ts is off the timeframe's grid: one row per candle,
-    anomaly_type 'misaligned_ts'. Intraday: the grid starts at the session open (XNYS 1h:
-    09:30, 10:30, ...). Daily: ts must be the session label, midnight of the session date in
-    the exchange's zone (2024-03-14 -> 2024-03-14T04:00:00Z), or the session open; a daily
-    candle stamped 2024-03-14T20:00:02Z is misaligned (BH-01).
+    anomaly_type 'misaligned_ts'. Intraday: the grid starts at the session open
+    (XNYS 1h:
+    09:30, 10:30, ...). Daily: ts must be the session label, midnight of the
+    session date in the exchange's zone (2024-03-14 -> 2024-03-14T04:00:00Z), or
+    the session open; a daily candle stamped 2024-03-14T20:00:02Z is misaligned
+    (BH-01).
 
     observed_value: seconds from the slot start (daily: from the session label);
     expected_value: 0.

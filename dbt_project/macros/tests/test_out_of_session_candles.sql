@@ -10,14 +10,16 @@
 {#-
     Candles outside every session of their calendar: one row per candle.
 
-    anomaly_type 'out_of_session': the calendar covers the date but the market was closed
-    (weekend, holiday, outside [open_at, close_at) for intraday; a daily candle whose session
-    date has no session), e.g. a flat zero-volume Saturday FX candle (BH-10). Such candles are
-    ignored by the gap and staleness checks; one row per candle. 'calendar_not_covered': the
-    candles' calendar is unknown, the timeframe is not in var `calendar_timeframes`, or the
-    session date lies outside the refreshed range of trading_sessions (run `mdq calendars
-    refresh`); one row per (symbol, timeframe, calendar) with the first and last such candle
-    and their count, so a missing refresh cannot flood the anomaly table.
+    anomaly_type 'out_of_session': the calendar covers the date but the market
+    was closed (weekend, holiday, outside [open_at, close_at) for intraday; a
+    daily candle whose session date has no session), e.g. a flat zero-volume
+    Saturday FX candle (BH-10). Such candles are ignored by the gap and
+    staleness checks; one row per candle. 'calendar_not_covered': the candles'
+    calendar is unknown, the timeframe is not in var `calendar_timeframes`, or
+    the session date lies outside the refreshed range of trading_sessions (run
+    `mdq calendars refresh`); one row per (symbol, timeframe, calendar) with the
+    first and last such candle and their count, so a missing refresh cannot
+    flood the anomaly table.
 -#}
 with
 
@@ -37,7 +39,8 @@ outside as (
 ),
 
 not_covered as (
-    -- one row per series and calendar, not per candle: a missing refresh must not flood
+    -- one row per series and calendar, not per candle: a missing refresh must
+    -- not flood
     select
         symbol,
         timeframe,

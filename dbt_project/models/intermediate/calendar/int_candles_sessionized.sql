@@ -1,5 +1,6 @@
--- grain: one row per candle of stg_market__candles with ts < as_of (symbol, timeframe, ts
--- when market_data has its unique key); instants UTC, session_date exchange-local
+-- grain: one row per candle of stg_market__candles with ts < as_of (symbol,
+-- timeframe, ts when market_data has its unique key); instants UTC,
+-- session_date exchange-local
 with
 
 {{ mdq_sessionized_candles(ref('stg_market__candles')) }},

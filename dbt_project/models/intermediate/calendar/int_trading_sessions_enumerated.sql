@@ -1,9 +1,10 @@
 {{ config(materialized="table", post_hook="analyze {{ this }}") }}
 
 -- grain: one row per calendar, timeframe, session_date; instants UTC
--- Gives every expected candle slot an ordinal: bars_before is the number of slots of all
--- earlier sessions of the calendar and timeframe, so the candles missing between two candles
--- are ordinal(later) - ordinal(earlier) - 1 (a lag scan, no per-slot expansion).
+-- Gives every expected candle slot an ordinal: bars_before is the number of
+-- slots of all earlier sessions of the calendar and timeframe, so the candles
+-- missing between two candles are ordinal(later) - ordinal(earlier) - 1 (a lag
+-- scan, no per-slot expansion).
 {%- set timeframes = mdq_calendar_timeframes() %}
 with
 
@@ -34,7 +35,8 @@ sized as (
         sessions.close_at,
         sessions.is_early_close,
         calendars.timezone,
-        -- midnight of the session date in the calendar's zone: the daily candle label
+        -- midnight of the session date in the calendar's zone: the daily candle
+        -- label
         (sessions.session_date::timestamp at time zone calendars.timezone)
             as session_label_at,
         case

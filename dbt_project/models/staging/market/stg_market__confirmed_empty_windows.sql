@@ -1,4 +1,5 @@
--- grain: one row per symbol, timeframe, window_start; window [window_start, window_end) UTC
+-- grain: one row per symbol, timeframe, window_start; window [window_start,
+-- window_end) UTC
 with
 
 source as (
