@@ -127,18 +127,20 @@ def row_shape(columns: Iterable[str]) -> Literal["contract", "context", "other"]
 def severity_of(test: DbtTestResult, row_severity: object = None) -> TAnomalySeverity:
     """The severity of a finding.
 
-    A row's own ``severity`` (from the check's dbt vars) is used when it is ``warn`` or
-    ``error``; otherwise dbt's verdict decides (status ``warn`` → warn, ``fail`` → error). A
-    test configured ``severity: warn`` in YAML caps every row at warn: the analyst downgraded it.
+    A row's own ``severity`` (from the check's dbt vars, per asset class and timeframe) is used
+    when it is ``warn`` or ``error``: the project's checks run with dbt ``severity: warn`` so that
+    a finding never skips downstream models, and carry the real severity on each row. Rows
+    without one (an analyst's plain test) take dbt's verdict: status ``warn`` or a test
+    configured ``severity: warn`` → warn, ``fail`` → error.
 
     Args:
         test: the dbt test result.
         row_severity: the row's ``severity`` value, if any.
     """
-    if test.severity == "warn":
-        return "warn"
     if row_severity in ("warn", "error"):
         return row_severity  # type: ignore[return-value]
+    if test.severity == "warn":
+        return "warn"
     return "warn" if test.status == "warn" else "error"
 
 

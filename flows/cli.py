@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The project's PostgreSQL: start/stop the embedded one, print its env.")
 app.add_typer(db_app, name="db")
+calendars_app = typer.Typer(help="Trading calendars: expected sessions for the gap checks.")
+app.add_typer(calendars_app, name="calendars")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -136,6 +138,57 @@ def db_migrate() -> None:
         console.print(f"{_describe(database)}: applied {len(applied)} migration(s)")
         for migration in applied:
             console.print(f"  {migration.name}")
+
+
+@calendars_app.command("refresh")
+@friendly_errors
+def calendars_refresh(
+    start: str | None = typer.Option(
+        None, help="First session date, YYYY-MM-DD (default: first candle minus 14 days)."
+    ),
+    end: str | None = typer.Option(
+        None,
+        help="End session date, exclusive, YYYY-MM-DD (default: last candle or today, + 14 days).",
+    ),
+    calendar: list[str] | None = typer.Option(  # noqa: B008
+        None, "--calendar", help="Calendar code to refresh (repeatable; default: all in use)."
+    ),
+) -> None:
+    """Write the expected trading sessions of every calendar named in instruments (plus the
+    default calendar of unlisted asset classes) into trading_sessions. Idempotent."""
+    from datetime import UTC, date, datetime
+
+    from flows.db.calendars import refresh_calendars
+
+    def parse(name: str, value: str | None) -> date | None:
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            message = f"{value!r} is not a date YYYY-MM-DD"
+            raise typer.BadParameter(message, param_hint=name) from None
+
+    settings = load_settings()
+    start_date, end_date = parse("--start", start), parse("--end", end)
+    with project_database(settings) as database, connect(database) as conn:
+        try:
+            results = refresh_calendars(
+                conn,
+                today=datetime.now(UTC).date(),
+                start=start_date,
+                end=end_date,
+                calendars=calendar or None,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    if not results:
+        console.print("no calendar in use: add instruments or candles first")
+    for r in results:
+        console.print(
+            f"{r.calendar}: {r.sessions} sessions in [{r.start}, {r.end}); "
+            f"{r.written} written, {r.deleted} removed"
+        )
 
 
 @app.command("demo")

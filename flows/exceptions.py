@@ -229,3 +229,18 @@ class RestoreConflict(TerminalError):
             f"(symbol, timeframe, ts) key and {conflicting_rows} logged row(s) would duplicate "
             "a key; nothing was restored"
         )
+
+
+class UnknownCalendar(TerminalError):
+    """A trading calendar code that the project cannot build sessions for.
+
+    Attributes:
+        calendar: the code, e.g. ``XNYZ``.
+    """
+
+    def __init__(self, calendar: str) -> None:
+        self.calendar = calendar
+        super().__init__(
+            f"calendar {calendar!r} not supported; expected '24/7', 'FX' or an "
+            "exchange_calendars code such as XNYS, XLON, XTKS"
+        )

@@ -1,0 +1,362 @@
+{#
+    Shared helpers of the calendar checks (gaps, staleness, duplicates,
+    alignment, sessions). Every macro returns a SQL expression or CTE text for
+    PostgreSQL.
+#}
+
+{% macro mdq_timeframe_seconds(timeframe) %}
+    {#-
+        Length of a timeframe label in seconds, as a SQL bigint expression.
+
+        Args:
+            timeframe: SQL expression of a label '<n><unit>', unit s, m, h, d or
+                w ('1m' -> 60, '4h' -> 14400, '1d' -> 86400).
+
+        Returns:
+            bigint expression; null for a label of another shape.
+    -#}
+    (case
+        when {{ timeframe }} ~ '^[0-9]+[smhdw]$'
+            then substring({{ timeframe }} from '^[0-9]+')::bigint
+            * case right({{ timeframe }}, 1)
+                when 's' then 1
+                when 'm' then 60
+                when 'h' then 3600
+                when 'd' then 86400
+                when 'w' then 604800
+            end
+    end)
+{% endmacro %}
+
+
+{% macro mdq_as_of() %}
+    {#-
+        The reference time of every "now"-dependent check: dbt var `as_of` (an
+        ISO 8601 timestamp with offset, e.g. '2024-06-01T00:00:00Z') or now()
+        when unset.
+
+        Raises:
+            compiler error: `as_of` is not an ISO 8601 date or timestamp.
+    -#}
+    {%- set value = var('as_of', none) -%}
+    {%- if value is none or value == '' -%}
+        now()
+    {%- else -%}
+        {%- set pattern = '^\\d{4}-\\d{2}-\\d{2}([T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?)?(Z|[+-]\\d{2}(:?\\d{2})?)?$' -%}
+        {%- if not modules.re.match(pattern, value | string) -%}
+            {{ exceptions.raise_compiler_error(
+                "mdq: var 'as_of' must be an ISO 8601 timestamp such as "
+                ~ "'2024-06-01T00:00:00Z', got '" ~ value ~ "'") }}
+        {%- endif -%}
+        '{{ value }}'::timestamptz
+    {%- endif -%}
+{% endmacro %}
+
+
+{% macro mdq_literal(value) %}
+    {#- A jinja string or number as a SQL literal (strings quoted, quotes doubled). -#}
+    {%- if value is number -%}
+        {{ value }}
+    {%- else -%}
+        '{{ (value | string).replace("'", "''") }}'
+    {%- endif -%}
+{% endmacro %}
+
+
+{% macro mdq_setting(name, asset_class, timeframe) %}
+    {#-
+        A threshold or severity from a dbt var shaped per asset class and
+        timeframe.
+
+        The var is a mapping whose keys are '<asset_class>:<timeframe>', either
+        side may be '*'. The most specific key wins: 'crypto:1m', then
+        'crypto:*', then '*:1m', then '*:*' (which must exist). Values are
+        numbers or strings.
+
+        Args:
+            name: the var name, e.g. 'mdq_gap_error_after_candles'.
+            asset_class: SQL expression of the candle's asset class.
+            timeframe: SQL expression of the candle's timeframe.
+
+        Returns:
+            a SQL case expression.
+
+        Raises:
+            compiler error: the var is not a mapping, has no '*:*' key or a
+                malformed key.
+    -#}
+    {%- set table = var(name) -%}
+    {%- if table is not mapping or '*:*' not in table -%}
+        {{ exceptions.raise_compiler_error(
+            "mdq: var '" ~ name ~ "' must be a mapping with a '*:*' default, got " ~ table) }}
+    {%- endif -%}
+    {%- set ranked = {'both': [], 'asset': [], 'timeframe': []} -%}
+    {%- for key in table -%}
+        {%- if not modules.re.match('^([a-z0-9_]+|\\*):([0-9]+[smhdw]|\\*)$', key) -%}
+            {{ exceptions.raise_compiler_error(
+                "mdq: var '" ~ name ~ "' has key '" ~ key
+                ~ "'; expected '<asset_class>:<timeframe>' with '*' for any") }}
+        {%- endif -%}
+        {%- set parts = key.split(':') -%}
+        {%- if parts[0] != '*' and parts[1] != '*' -%}
+            {%- do ranked['both'].append(parts) -%}
+        {%- elif parts[0] != '*' -%}
+            {%- do ranked['asset'].append(parts) -%}
+        {%- elif parts[1] != '*' -%}
+            {%- do ranked['timeframe'].append(parts) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if not (ranked['both'] or ranked['asset'] or ranked['timeframe']) -%}
+        {{ mdq_literal(table['*:*']) }}
+    {%- else -%}
+    (case
+        {%- for parts in ranked['both'] %}
+        when {{ asset_class }} = '{{ parts[0] }}' and {{ timeframe }} = '{{ parts[1] }}'
+            then {{ mdq_literal(table[parts[0] ~ ':' ~ parts[1]]) }}
+        {%- endfor %}
+        {%- for parts in ranked['asset'] %}
+        when {{ asset_class }} = '{{ parts[0] }}'
+            then {{ mdq_literal(table[parts[0] ~ ':*']) }}
+        {%- endfor %}
+        {%- for parts in ranked['timeframe'] %}
+        when {{ timeframe }} = '{{ parts[1] }}'
+            then {{ mdq_literal(table['*:' ~ parts[1]]) }}
+        {%- endfor %}
+        else {{ mdq_literal(table['*:*']) }}
+    end)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro mdq_default_calendar(asset_class) %}
+    {#-
+        Calendar of a candle whose symbol has no instruments row, from the dbt
+        var `calendar_by_asset_class` (mirrors
+        flows.calendars.DEFAULT_CALENDAR_BY_ASSET_CLASS).
+
+        Returns:
+            a SQL text expression; null for an asset class that is not in the
+            mapping.
+    -#}
+    {%- set mapping = var('calendar_by_asset_class', {}) -%}
+    (case {{ asset_class }}
+        {%- for key, value in mapping.items() %}
+        when {{ mdq_literal(key) }} then {{ mdq_literal(value) }}
+        {%- endfor %}
+        else null::text
+    end)
+{%- endmacro %}
+
+
+{% macro mdq_calendar_timeframes() %}
+    {#-
+        The timeframes the calendar checks enumerate slots for (dbt var
+        `calendar_timeframes`):
+        intraday labels shorter than a day, and '1d' (one candle per session).
+
+        Raises:
+            compiler error: a label is not '<n>s|m|h' shorter than a day or
+                '1d'.
+    -#}
+    {%- set timeframes = var('calendar_timeframes') -%}
+    {%- for tf in timeframes -%}
+        {%- if not modules.re.match('^([0-9]+[smh]|1d)$', tf | string) -%}
+            {{ exceptions.raise_compiler_error(
+                "mdq: var 'calendar_timeframes' has '" ~ tf
+                ~ "'; expected labels like 1m, 5m, 1h, 4h or 1d") }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(timeframes) }}
+{% endmacro %}
+
+
+{% macro mdq_sessionized_candles(
+    model,
+    symbol_column='symbol',
+    asset_class_column='asset_class',
+    timeframe_column='timeframe',
+    ts_column='ts',
+    calendar_column=none,
+    value_columns=[],
+    apply_lookback=true
+) %}
+    {#-
+        CTE text (no leading `with`, no trailing comma) ending in
+        `candles_sessionized`: one row per row of `model` with ts < as_of (and,
+        when var `check_lookback_days` is set, ts >= as_of - that many days),
+        mapped to its calendar session and expected slot.
+
+        Session date rule: ((ts at time zone <calendar tz>) + <day roll-over>
+        hours)::date, from trading_calendars (FX rolls at 17:00 New York, so
+        Sunday evening belongs to Monday). Slot ordinal: bars of all earlier
+        sessions of the calendar and timeframe plus floor((ts - open_at) /
+        timeframe) inside the session (1d: one slot per session), so the candles
+        missing between two candles are the difference of their ordinals minus
+        1.
+
+        Columns of candles_sessionized: symbol, asset_class, timeframe, ts,
+        calendar, venue, timeframe_seconds, is_daily, session_date, timezone,
+        open_at, close_at, session_label_at, bars_before, bars_in_session,
+        first_slot_at, last_slot_at, previous_session_last_slot_at,
+        next_session_first_slot_at, is_covered, is_in_session, slot_ordinal,
+        slot_offset_seconds, is_aligned, plus `value_columns`.
+
+        Args:
+            model: the candle relation.
+            symbol_column, asset_class_column, timeframe_column, ts_column: its
+                columns.
+            calendar_column: a column naming each row's calendar; default: the
+                calendar of the symbol in instruments, else var
+                `calendar_by_asset_class`.
+            value_columns: more columns of `model` to carry along (e.g. open,
+                volume).
+            apply_lookback: honour var `check_lookback_days` (staleness passes
+                false: a feed dead for longer than the look-back must still be
+                reported).
+    -#}
+    {%- set lookback = var('check_lookback_days', none) -%}
+    {%- if lookback is not none and lookback is not number -%}
+        {{ exceptions.raise_compiler_error(
+            "mdq: var 'check_lookback_days' must be a number of days or null, got "
+            ~ lookback) }}
+    {%- endif -%}
+    {%- set timeframes = mdq_calendar_timeframes() -%}
+
+    mdq_candles_source as (
+        select
+            {{ symbol_column }}::text as symbol,
+            {{ asset_class_column }}::text as asset_class,
+            {{ timeframe_column }}::text as timeframe,
+            {{ ts_column }}::timestamptz as ts,
+            {%- if calendar_column %}
+            {{ calendar_column }}::text as calendar_override,
+            {%- else %}
+            null::text as calendar_override,
+            {%- endif %}
+            {%- for column in value_columns %}
+            {{ column }},
+            {%- endfor %}
+            {{ mdq_as_of() }} as as_of
+        from {{ model }}
+        where {{ ts_column }} < {{ mdq_as_of() }}
+        {%- if lookback is not none and apply_lookback %}
+            and {{ ts_column }}
+            >= {{ mdq_as_of() }} - make_interval(days => {{ lookback }})
+        {%- endif %}
+    ),
+
+    mdq_instruments as (
+        select * from {{ ref('stg_market__instruments') }}
+    ),
+
+    mdq_calendars as (
+        select * from {{ ref('stg_market__trading_calendars') }}
+    ),
+
+    mdq_sessions_enumerated as (
+        select * from {{ ref('int_trading_sessions_enumerated') }}
+    ),
+
+    mdq_candles_calendared as (
+        select
+            candles.*,
+            coalesce(
+                candles.calendar_override,
+                instruments.calendar,
+                {{ mdq_default_calendar('candles.asset_class') }}
+            ) as calendar,
+            instruments.exchange as exchange
+        from mdq_candles_source as candles
+        left join mdq_instruments as instruments
+            on candles.symbol = instruments.symbol
+    ),
+
+    mdq_candles_dated as (
+        select
+            candles.*,
+            coalesce(candles.exchange, candles.calendar) as venue,
+            calendars.timezone,
+            calendars.first_session_date,
+            calendars.last_session_date,
+            -- local wall-clock time only to derive the session date, zone named
+            -- explicitly
+            (
+                (candles.ts at time zone calendars.timezone)
+                + make_interval(hours => calendars.day_rollover_hours)
+            )::date as session_date
+        from mdq_candles_calendared as candles
+        left join mdq_calendars as calendars
+            on candles.calendar = calendars.calendar
+    ),
+
+    candles_sessionized as (
+        select
+            candles.symbol,
+            candles.asset_class,
+            candles.timeframe,
+            candles.ts,
+            candles.as_of,
+            candles.calendar,
+            candles.venue,
+            {{ mdq_timeframe_seconds('candles.timeframe') }} as timeframe_seconds,
+            candles.timeframe = '1d' as is_daily,
+            candles.session_date,
+            candles.timezone,
+            sessions.open_at,
+            sessions.close_at,
+            sessions.session_label_at,
+            sessions.bars_before,
+            sessions.bars_in_session,
+            sessions.first_slot_at,
+            sessions.last_slot_at,
+            sessions.previous_session_last_slot_at,
+            sessions.next_session_first_slot_at,
+            coalesce(
+                candles.session_date
+                between candles.first_session_date and candles.last_session_date
+                and candles.timeframe in (
+                    {%- for tf in timeframes %}'{{ tf }}'{{ ', ' if not loop.last }}{% endfor -%}
+                ),
+                false
+            ) as is_covered,
+            coalesce(
+                sessions.session_date is not null
+                and (
+                    candles.timeframe = '1d'
+                    or (candles.ts >= sessions.open_at and candles.ts < sessions.close_at)
+                ),
+                false
+            ) as is_in_session,
+            case
+                when candles.timeframe = '1d' then sessions.bars_before
+                else sessions.bars_before + floor(
+                    extract(epoch from candles.ts - sessions.open_at)
+                    / sessions.timeframe_seconds
+                )::bigint
+            end as slot_ordinal,
+            case
+                when candles.timeframe = '1d'
+                    then extract(epoch from candles.ts - sessions.session_label_at)
+                else mod(
+                    extract(epoch from candles.ts - sessions.open_at)::numeric,
+                    sessions.timeframe_seconds
+                )
+            end::double precision as slot_offset_seconds,
+            case
+                when candles.timeframe = '1d'
+                    then candles.ts in (sessions.session_label_at, sessions.open_at)
+                else mod(
+                    extract(epoch from candles.ts - sessions.open_at)::numeric,
+                    sessions.timeframe_seconds
+                ) = 0
+            end as is_aligned
+            {%- for column in value_columns %},
+            candles.{{ column }}
+            {%- endfor %}
+        from mdq_candles_dated as candles
+        left join mdq_sessions_enumerated as sessions
+            on candles.calendar = sessions.calendar
+            and candles.timeframe = sessions.timeframe
+            and candles.session_date = sessions.session_date
+    )
+{% endmacro %}

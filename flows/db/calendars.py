@@ -1,0 +1,236 @@
+"""SQL for trading calendars: write ``trading_sessions`` and ``trading_calendars``.
+
+Writes are set-based (COPY into a temporary table, then one ``insert ... on conflict`` per
+table) and idempotent: a refresh with the same library version rewrites no row, a new version
+updates the rows that changed and records the version in ``calendar_version``. Sessions of the
+refreshed range that the library no longer has (e.g. a closure added after the first refresh,
+like NYSE 2025-01-09) are deleted, so the gap check stops expecting them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import psycopg
+
+from flows.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS, CalendarInfo, Session
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one calendar refresh changed.
+
+    Attributes:
+        calendar: the calendar code.
+        start: first session date of the refreshed range (inclusive).
+        end: end of the range (exclusive).
+        sessions: sessions the library has in the range.
+        written: sessions inserted or updated (0 on an idempotent re-run).
+        deleted: sessions removed because the library no longer has them.
+    """
+
+    calendar: str
+    start: date
+    end: date
+    sessions: int
+    written: int
+    deleted: int
+
+
+def calendars_in_use(conn: psycopg.Connection) -> list[str]:
+    """Calendars named by ``instruments``, plus the default calendar
+    (:data:`flows.calendars.DEFAULT_CALENDAR_BY_ASSET_CLASS`) of every asset class in
+    ``market_data`` that has symbols without an ``instruments`` row.
+
+    Returns:
+        Calendar codes, sorted, unique.
+    """
+    named = {row[0] for row in conn.execute("select distinct calendar from instruments")}
+    unlisted = conn.execute(
+        """
+        select distinct m.asset_class
+        from market_data as m
+        where not exists (select 1 from instruments as i where i.symbol = m.symbol)
+        """
+    ).fetchall()
+    for (asset_class,) in unlisted:
+        if asset_class in DEFAULT_CALENDAR_BY_ASSET_CLASS:
+            named.add(DEFAULT_CALENDAR_BY_ASSET_CLASS[asset_class])
+    return sorted(named)
+
+
+def data_range(conn: psycopg.Connection) -> tuple[datetime | None, datetime | None]:
+    """First and last candle ts in ``market_data`` (UTC-aware), or ``(None, None)`` if empty."""
+    row = conn.execute("select min(ts), max(ts) from market_data").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def write_sessions(
+    conn: psycopg.Connection,
+    info: CalendarInfo,
+    sessions: Sequence[Session],
+    start: date,
+    end: date,
+) -> RefreshResult:
+    """Make ``trading_sessions`` hold exactly ``sessions`` for ``info.calendar`` in
+    ``[start, end)``, and upsert the calendar's row in ``trading_calendars``.
+
+    Runs in the caller's transaction. Rows are rewritten only when a value differs
+    (``is distinct from``), so a re-run with the same data writes nothing.
+
+    Args:
+        conn: an open connection.
+        info: the calendar's zone, roll-over and library version.
+        sessions: the calendar's sessions with dates in ``[start, end)``.
+        start: first session date of the range (inclusive).
+        end: end of the range (exclusive).
+
+    Returns:
+        Counts of what changed.
+
+    Raises:
+        ValueError: a session belongs to another calendar or lies outside the range.
+    """
+    for session in sessions:
+        if session.calendar != info.calendar or not start <= session.session_date < end:
+            raise ValueError(
+                f"session {session.calendar} {session.session_date} does not belong to "
+                f"calendar {info.calendar} range [{start}, {end})"
+            )
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            create temporary table if not exists tmp_trading_sessions (
+                session_date date not null,
+                open_at timestamptz not null,
+                close_at timestamptz not null,
+                is_early_close boolean not null
+            ) on commit drop
+            """
+        )
+        cur.execute("truncate tmp_trading_sessions")
+        with cur.copy(
+            "copy tmp_trading_sessions (session_date, open_at, close_at, is_early_close) from stdin"
+        ) as copy:
+            for s in sessions:
+                copy.write_row((s.session_date, s.open_at, s.close_at, s.is_early_close))
+        cur.execute(
+            """
+            insert into trading_sessions as t (
+                calendar, session_date, open_at, close_at, is_early_close,
+                calendar_version, refreshed_at
+            )
+            select %(calendar)s, session_date, open_at, close_at, is_early_close,
+                %(version)s, now()
+            from tmp_trading_sessions
+            on conflict (calendar, session_date) do update
+            set open_at = excluded.open_at,
+                close_at = excluded.close_at,
+                is_early_close = excluded.is_early_close,
+                calendar_version = excluded.calendar_version,
+                refreshed_at = excluded.refreshed_at
+            where (t.open_at, t.close_at, t.is_early_close, t.calendar_version)
+                is distinct from (excluded.open_at, excluded.close_at,
+                    excluded.is_early_close, excluded.calendar_version)
+            """,
+            {"calendar": info.calendar, "version": info.calendar_version},
+        )
+        written = cur.rowcount
+        cur.execute(
+            """
+            delete from trading_sessions as t
+            where t.calendar = %(calendar)s
+                and t.session_date >= %(start)s
+                and t.session_date < %(end)s
+                and not exists (
+                    select 1 from tmp_trading_sessions as s
+                    where s.session_date = t.session_date
+                )
+            """,
+            {"calendar": info.calendar, "start": start, "end": end},
+        )
+        deleted = cur.rowcount
+        cur.execute(
+            """
+            insert into trading_calendars as c (
+                calendar, timezone, day_rollover_hours, calendar_version,
+                first_session_date, last_session_date, refreshed_at
+            )
+            select %(calendar)s, %(timezone)s, %(rollover)s, %(version)s,
+                min(session_date), max(session_date), now()
+            from trading_sessions
+            where calendar = %(calendar)s
+            on conflict (calendar) do update
+            set timezone = excluded.timezone,
+                day_rollover_hours = excluded.day_rollover_hours,
+                calendar_version = excluded.calendar_version,
+                first_session_date = excluded.first_session_date,
+                last_session_date = excluded.last_session_date,
+                refreshed_at = excluded.refreshed_at
+            where (c.timezone, c.day_rollover_hours, c.calendar_version,
+                    c.first_session_date, c.last_session_date)
+                is distinct from (excluded.timezone, excluded.day_rollover_hours,
+                    excluded.calendar_version, excluded.first_session_date,
+                    excluded.last_session_date)
+            """,
+            {
+                "calendar": info.calendar,
+                "timezone": info.timezone,
+                "rollover": info.day_rollover_hours,
+                "version": info.calendar_version,
+            },
+        )
+    return RefreshResult(info.calendar, start, end, len(sessions), written, deleted)
+
+
+def refresh_calendars(
+    conn: psycopg.Connection,
+    *,
+    today: date,
+    start: date | None = None,
+    end: date | None = None,
+    calendars: Sequence[str] | None = None,
+    margin_days: int = 14,
+) -> list[RefreshResult]:
+    """Refresh the sessions of every calendar in use (or of ``calendars``) over a range.
+
+    Each calendar is written in its own transaction (the caller's connection must not be in
+    autocommit-off with pending work it wants kept separate).
+
+    Args:
+        conn: an open connection.
+        today: the current UTC date (the default range reaches ``today + margin_days``).
+        start: first session date (inclusive); default: first candle date minus the margin.
+        end: end session date (exclusive); default: the later of the last candle date and
+            today, plus the margin.
+        calendars: codes to refresh; default :func:`calendars_in_use`.
+        margin_days: days added around the data's range for the defaults.
+
+    Returns:
+        One result per calendar, in code order.
+
+    Raises:
+        UnknownCalendar: a code is not supported (nothing of that calendar is written).
+        ValueError: the range is empty.
+    """
+    from flows.calendars import build_sessions, calendar_info, refresh_range
+
+    codes = sorted(set(calendars)) if calendars is not None else calendars_in_use(conn)
+    first, last = data_range(conn)
+    default_start, default_end = refresh_range(first, last, today, margin_days=margin_days)
+    start = start or default_start
+    end = end or default_end
+    results = []
+    for code in codes:
+        info = calendar_info(code)
+        sessions = build_sessions(code, start, end)
+        with conn.transaction():
+            results.append(write_sessions(conn, info, sessions, start, end))
+    # fresh statistics, so the checks' planner hash-joins candles to these small tables
+    with conn.transaction():
+        conn.execute("analyze trading_sessions")
+        conn.execute("analyze trading_calendars")
+    return results
