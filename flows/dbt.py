@@ -30,8 +30,14 @@ _DBT_LOCK = threading.Lock()
 
 @contextmanager
 def dbt_environment(database: Database, schema: str) -> Iterator[None]:
-    """Hold the dbt lock and export the profile's environment variables for the duration."""
+    """Hold the dbt lock and export the profile's environment variables for the duration.
+
+    Also turns PostgreSQL's JIT off for dbt's sessions (``PGOPTIONS=-c jit=off``) unless the
+    caller set PGOPTIONS: on the checks' window queries JIT compilation cost 10–16 s per query
+    at 1.6M candles and saved nothing (measured by bench/bench_calendar_checks.py).
+    """
     env = database.dbt_env(schema)
+    env.setdefault("PGOPTIONS", os.environ.get("PGOPTIONS") or "-c jit=off")
     with _DBT_LOCK:
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
