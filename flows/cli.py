@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator
@@ -193,19 +194,58 @@ def calendars_refresh(
 
 @app.command("demo")
 @friendly_errors
-def demo() -> None:
-    """The main job end to end on the configured database (embedded by default)."""
+def demo(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Reference time for staleness (ISO 8601 with offset); default now."
+        ),
+    ] = None,
+) -> None:
+    """The main job end to end: database, schema, backfill of the shipped real files, trading
+    calendars, every dbt check, findings into data_anomalies, and a table of what was found.
+
+    Idempotent: a second run inserts no candle and only re-sees the same anomalies."""
+    from flows.backfill_core import load_sample_data
+    from flows.cli_quality import parse_as_of, summarize_anomalies, summary_table
+    from flows.db.anomalies import list_anomalies
+    from flows.quality_checks import run_quality_checks
+
+    when = parse_as_of(as_of)
     settings = load_settings()
-    with open_database(settings) as database:
-        console.print(f"database: {_describe(database)}")
-        with connect(database) as conn:
-            applied = apply_migrations(conn)
-        if applied:
+    # dbt's per-node log would bury the demo's summary; `mdq check` keeps it.
+    os.environ.setdefault("DBT_QUIET", "true")
+    with project_database(settings) as database:
+        console.print(f"1. database: {_describe(database)}; schema up to date")
+
+        console.print("2. backfill of the shipped real files (flows/sample_data):")
+        results = load_sample_data(database)
+        for r in results:
             console.print(
-                f"applied {len(applied)} migration(s): " + ", ".join(m.name for m in applied)
+                f"   {r.symbol}/{r.timeframe}: {r.status}, fetched {r.fetched}, "
+                f"inserted {r.inserted}, updated {r.updated}, unchanged {r.unchanged}, "
+                f"quarantined {r.quarantined}",
+                highlight=False,
             )
-        else:
-            console.print("schema up to date: no migration applied")
+
+        console.print("3. trading calendars refreshed, dbt build (every check) ...")
+        report = run_quality_checks(database, settings.dbt_schema, as_of=when, use_prefect=False)
+        console.print(f"   {report.summary()}", highlight=False)
+
+        with connect(database) as conn:
+            rows = list_anomalies(conn, "open")
+        console.print(
+            summary_table(summarize_anomalies(rows), title=f"{len(rows)} open anomalies")
+        )
+    console.print(
+        "Look further:\n"
+        "  mdq anomalies                  every open anomaly with its range and reason\n"
+        "  mdq anomalies --format json    the same as JSON (--summary: these counts)\n"
+        "  mdq docs                       the dbt docs site: lineage from market_data to each "
+        "check\n"
+        '  eval "$(mdq db env)"; psql    then: select * from data_anomalies;',
+        highlight=False,
+    )
 
 
 def _utc(value: str | None, name: str) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,6 +151,7 @@ def run_quality_checks(
     if as_of is not None and as_of.tzinfo is None:
         raise ValueError(f"as_of must be timezone-aware (UTC), got naive {as_of.isoformat()}")
     seen_at = seen_at or datetime.now(UTC)
+    refresh_sessions(database, today=(as_of or seen_at).astimezone(UTC).date())
     result = dbt.build(
         database,
         schema,
@@ -163,6 +164,25 @@ def run_quality_checks(
     return persist_build_result(
         database, result, full_run=select is None, seen_at=seen_at, as_of=as_of
     )
+
+
+def refresh_sessions(database: Database, *, today: date) -> None:
+    """Refresh ``trading_sessions`` for every calendar in use, covering the data's range.
+
+    The gap and staleness checks only expect candles inside refreshed sessions, so this runs
+    before every dbt build. Idempotent: an unchanged calendar rewrites no row.
+
+    Args:
+        database: the project's database.
+        today: the current UTC date (the range reaches ``today`` plus a margin).
+
+    Raises:
+        UnknownCalendar: an instrument names a calendar the project cannot build.
+    """
+    from flows.db.calendars import refresh_calendars
+
+    with connect(database, autocommit=True) as conn:
+        refresh_calendars(conn, today=today)
 
 
 def persist_build_result(
