@@ -1,10 +1,13 @@
 {#-
-    price_candle_features(candles)
+    price_candle_features(candles, extra_columns=[])
 
     Per-candle features of the price checks, from any relation or CTE name
     `candles` with columns symbol, asset_class, timeframe, ts (candle open,
     timestamptz UTC), open, high, low, close, volume and is_final (boolean;
     pass a relation with `true as is_final` when the model has none).
+
+    extra_columns: more columns of `candles` passed through unchanged (e.g.
+    ingested_at for the incremental models).
 
     Cost: one sort per (symbol, timeframe) for the lag/lead window (like a lag
     gap scan) and a hash join to the instruments; no per-row percentile.
@@ -32,7 +35,7 @@
       is_forming         is_final is false, or ts + timeframe > as_of - the
                          forming_grace parameter (still-forming candle)
 -#}
-{% macro price_candle_features(candles) %}
+{% macro price_candle_features(candles, extra_columns=[]) %}
 with
 
 price_input as (
@@ -47,6 +50,9 @@ price_input as (
         candles.close,
         candles.volume,
         coalesce(candles.is_final, true) as is_final,
+        {%- for column in extra_columns %}
+        candles.{{ column }},
+        {%- endfor %}
         {{ price_calendar_timezone('instruments.calendar') }} as time_zone
     from {{ candles }} as candles
     left join {{ ref('stg_market__instruments') }} as instruments
@@ -138,6 +144,9 @@ final as (
                              'volume_lag_3', 'volume_lag_4') }}
             as prev_volume_median,
         {{ price_scale_block_start('ts', 'timeframe') }} as block_start,
+        {%- for column in extra_columns %}
+        {{ column }},
+        {%- endfor %}
         (
             volume = 0
             and open = high and high = low and low = close
