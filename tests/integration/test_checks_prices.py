@@ -357,8 +357,10 @@ class Built:
 
     database: Database
     findings: list[Finding]
+    inline_findings: list[Finding]
     adjusted: dict[str, dict[date, float]]
     dbt_success: bool
+    inline_success: bool
 
     def of(self, symbol: str, check_name: str | None = None) -> list[Finding]:
         """Findings of one symbol (optionally one check), sorted by ts_start."""
@@ -403,7 +405,22 @@ def built(make_database: Callable[[], Database]) -> Iterator[Built]:
     result = run_dbt(database, SCHEMA, "build", dbt_vars={"as_of": AS_OF})
     with connect(database, autocommit=True) as conn:
         findings = read_findings(conn, f"{SCHEMA}_audit")
-    yield Built(database, findings, adjusted, bool(result.success))
+    # the same tests computing everything from the candle model itself (no int_ models)
+    inline = run_dbt(
+        database,
+        SCHEMA + "_inline",
+        "build",
+        dbt_vars={"as_of": AS_OF, "price_checks_use_models": False},
+        extra=[
+            "--select",
+            "stg_market__candles stg_market__instruments stg_market__corporate_actions",
+        ],
+    )
+    with connect(database, autocommit=True) as conn:
+        inline_findings = read_findings(conn, f"{SCHEMA}_inline_audit")
+    yield Built(
+        database, findings, inline_findings, adjusted, bool(result.success), bool(inline.success)
+    )
 
 
 def utc(text: str) -> datetime:
@@ -418,6 +435,26 @@ def summary(findings: list[Finding]) -> list[tuple[str, str, datetime, datetime]
 def test_dbt_build_is_clean(built: Built) -> None:
     """Models, unit tests and checks all run; findings are warnings, not errors."""
     assert built.dbt_success
+    assert built.inline_success
+
+
+def test_inline_tests_equal_precomputed(built: Built) -> None:
+    """The generic tests on a bare candle model find exactly what the int_ models give."""
+
+    def key(f: Finding) -> tuple[object, ...]:
+        return (
+            f.check_name,
+            f.anomaly_type,
+            f.symbol,
+            f.timeframe,
+            f.ts_start,
+            f.ts_end,
+            f.severity,
+            f.failure_reason,
+        )
+
+    assert sorted(map(key, built.inline_findings)) == sorted(map(key, built.findings))
+    assert len(built.findings) > 50
 
 
 # --- BH-12: unadjusted split ---

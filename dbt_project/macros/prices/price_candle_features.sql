@@ -28,7 +28,6 @@
                          2 next candles (price_median_of_4), null if none
       dollar_volume      close x volume, quote currency
       prev_dollar_volume_median  median dollar volume of the 4 previous candles
-      volume_ratio, prev_volume_median  the same for share/base volume
       block_start        robust-scale block (price_scale_block_start)
       is_flat_filler     volume = 0 and open = high = low = close = prev_close
                          (an outage forward-fill)
@@ -96,11 +95,7 @@ price_lagged as (
         lag(dollar_volume, 1) over series as dollar_volume_lag_1,
         lag(dollar_volume, 2) over series as dollar_volume_lag_2,
         lag(dollar_volume, 3) over series as dollar_volume_lag_3,
-        lag(dollar_volume, 4) over series as dollar_volume_lag_4,
-        lag(volume, 1) over series as volume_lag_1,
-        lag(volume, 2) over series as volume_lag_2,
-        lag(volume, 3) over series as volume_lag_3,
-        lag(volume, 4) over series as volume_lag_4
+        lag(dollar_volume, 4) over series as dollar_volume_lag_4
     from price_logs
     window series as (partition by symbol, timeframe order by ts)
 ),
@@ -140,9 +135,6 @@ final as (
         {{ price_median_of_4('dollar_volume_lag_1', 'dollar_volume_lag_2',
                              'dollar_volume_lag_3', 'dollar_volume_lag_4') }}
             as prev_dollar_volume_median,
-        {{ price_median_of_4('volume_lag_1', 'volume_lag_2',
-                             'volume_lag_3', 'volume_lag_4') }}
-            as prev_volume_median,
         {{ price_scale_block_start('ts', 'timeframe') }} as block_start,
         {%- for column in extra_columns %}
         {{ column }},

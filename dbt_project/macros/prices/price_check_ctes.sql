@@ -1,5 +1,6 @@
 {#-
-    price_check_ctes(model, lookback=none, is_final_column='is_final')
+    price_check_ctes(model, lookback=none, is_final_column='is_final',
+                     scored_model=none)
 
     The CTE chain shared by the price tests, as text to place after `with`:
       price_source         the candles of `model` (columns symbol, asset_class,
@@ -19,14 +20,38 @@
         make it at least two scale blocks long (2 years for 1d).
       is_final_column: boolean column marking closed candles, or none when
         the model has none (every candle then counts as closed).
+      scored_model: none (compute everything from `model`, any candle
+        relation), or a relation with the columns of int_candles_scored
+        (normally ref('int_candles_scored'), built incrementally from the
+        same candles): the tests then read the precomputed judgements
+        instead of recomputing the windows and the block scales, and the
+        known splits come from int_candle_splits_matched.
 
     Raises a compiler error when lookback is not a string.
 -#}
-{% macro price_check_ctes(model, lookback=none, is_final_column='is_final') %}
+{% macro price_check_ctes(model, lookback=none, is_final_column='is_final', scored_model=none) %}
 {%- if lookback is not none and lookback is not string -%}
     {{ exceptions.raise_compiler_error(
         "price_check_ctes: lookback must be interval text such as '60 days', got " ~ lookback) }}
 {%- endif -%}
+{%- if scored_model is not none %}
+-- precomputed: the candles already scored by the incremental models
+price_features as (
+    select *
+    from {{ scored_model }}
+    {%- if lookback %}
+    where ts >= {{ price_check_as_of() }} - '{{ lookback | replace("'", "") }}'::interval
+    {%- endif %}
+),
+
+price_split_matches as (
+    select * from {{ ref('int_candle_splits_matched') }}
+),
+
+price_scored as (
+    select * from price_features
+),
+{%- else %}
 price_source as (
     select
         symbol,
@@ -62,6 +87,7 @@ price_scored as (
     {{ price_scored_candles('price_features', 'price_scales',
                             'price_split_matches') }}
 ),
+{%- endif %}
 
 price_suspects as (
     {{ price_split_suspects('price_scored') }}

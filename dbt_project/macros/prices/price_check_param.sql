@@ -163,3 +163,19 @@
         when 1 then coalesce({{ a }}, {{ b }}, {{ c }}, {{ d }})
     end)
 {% endmacro %}
+
+{#-
+    price_lookback_interval(timeframe_column)
+
+    How far before the first new candle the incremental models recompute:
+    greatest(var price_checks_lookback_candles x the timeframe,
+    var price_checks_lookback_min). Enough for the lag/lead context (4
+    candles back, 2 ahead) across overnight and weekend gaps.
+-#}
+{% macro price_lookback_interval(timeframe_column) %}
+    greatest(
+        {{ var('price_checks_lookback_candles', 50) | int }}
+        * coalesce({{ price_timeframe_interval(timeframe_column) }}, interval '1 day'),
+        '{{ var("price_checks_lookback_min", "4 days") | replace("'", "") }}'::interval
+    )
+{% endmacro %}

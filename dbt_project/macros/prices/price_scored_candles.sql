@@ -15,7 +15,6 @@
       range_ratio           log_range / neighbour_range_median
       range_z               robust z of log_range against its block
       dollar_volume_ratio   dollar_volume / prev_dollar_volume_median
-      volume_ratio          volume / prev_volume_median
       outlier_z_threshold, outlier_min_move  thresholds applied
       is_outlier_move       |simple_move| >= outlier_min_move and (no scale
                             or |return_z| >= outlier_z), not forming
@@ -81,9 +80,6 @@ scored_measures as (
             when prev_dollar_volume_median > 0
                 then dollar_volume / prev_dollar_volume_median
         end as dollar_volume_ratio,
-        case
-            when prev_volume_median > 0 then volume / prev_volume_median
-        end as volume_ratio,
         {{ price_check_param('outlier_z') }} as outlier_z_threshold,
         {{ price_check_param('outlier_min_move') }} as outlier_min_move,
         {{ price_check_param('wick_min_range_ratio') }} as wick_min_range_ratio,

@@ -26,7 +26,7 @@
 
     Returns one row per suspect: symbol, asset_class, timeframe, ts,
     prev_close, close, close_ratio, split_k, expected_ratio (1/k), split_fit,
-    dollar_volume_ratio, volume_ratio, persist_candles, persist_required.
+    dollar_volume_ratio, persist_candles, persist_required.
 -#}
 {% macro price_split_suspects(scored) %}
 {%- set ratios = var('price_checks', {}).get('split_ratios', [2, 3, 4, 5, 10, 1.5, 0.5, 0.2, 0.1]) -%}
@@ -53,7 +53,6 @@ suspect_moves as (
         scored.log_return,
         scored.log_open_gap,
         scored.dollar_volume_ratio,
-        scored.volume_ratio,
         {{ price_check_param('split_log_tolerance', 'scored.asset_class',
                              'scored.timeframe') }} as tolerance,
         {{ price_check_param('split_max_dollar_volume_ratio',
@@ -173,7 +172,6 @@ final as (
         1 / shapes.split_k as expected_ratio,
         shapes.split_fit,
         shapes.dollar_volume_ratio,
-        shapes.volume_ratio,
         persistence.persist_candles,
         shapes.persist_required
     from suspect_shapes as shapes

@@ -9,11 +9,11 @@
 
     observed_value = fillers in the run, expected_value = 0.
 -#}
-{% test flat_filler_candles(model, lookback=none, is_final_column='is_final') %}
+{% test flat_filler_candles(model, lookback=none, is_final_column='is_final', scored_model=none) %}
 
 with
 
-{{ price_check_ctes(model, lookback, is_final_column) }},
+{{ price_check_ctes(model, lookback, is_final_column, scored_model) }},
 
 filler_marked as (
     select

@@ -16,11 +16,11 @@
     not reported and recovery_ts names it. Extra columns: simple_move,
     dollar_volume_ratio, is_volume_confirmed, recovery_ts.
 -#}
-{% test price_outliers(model, lookback=none, is_final_column='is_final') %}
+{% test price_outliers(model, lookback=none, is_final_column='is_final', scored_model=none) %}
 
 with
 
-{{ price_check_ctes(model, lookback, is_final_column) }},
+{{ price_check_ctes(model, lookback, is_final_column, scored_model) }},
 
 candidates as (
     select scored.*

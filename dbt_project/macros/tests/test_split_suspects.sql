@@ -17,11 +17,11 @@
                            observed_value = best log distance, expected_value
                            = split_log_tolerance. Nothing is adjusted.
 -#}
-{% test split_suspects(model, lookback=none, is_final_column='is_final') %}
+{% test split_suspects(model, lookback=none, is_final_column='is_final', scored_model=none) %}
 
 with
 
-{{ price_check_ctes(model, lookback, is_final_column) }},
+{{ price_check_ctes(model, lookback, is_final_column, scored_model) }},
 
 suspect_rows as (
     select
@@ -35,15 +35,14 @@ suspect_rows as (
         close_ratio as observed_value,
         expected_ratio as expected_value,
         format(
-            'close %s -> %s (ratio %s, near %s for a split ratio of %s) with dollar volume %sx and '
-            'share volume %sx the previous 4 candles; new level held for %s of %s candles%s',
+            'close %s -> %s (ratio %s, near %s for a split ratio of %s) with dollar volume %sx '
+            'the previous 4 candles; new level held for %s of %s candles%s',
             prev_close,
             close,
             {{ price_round('close_ratio', 3) }},
             {{ price_round('expected_ratio', 3) }},
             split_k,
             coalesce({{ price_round('dollar_volume_ratio', 2) }}::text, 'n/a'),
-            coalesce({{ price_round('volume_ratio', 2) }}::text, 'n/a'),
             persist_candles,
             persist_required,
             case

@@ -12,11 +12,11 @@
     expected_value = wick_min_range_ratio. Extra columns: wick_side ('low' or
     'high': the suspect price), wick_price.
 -#}
-{% test wick_outliers(model, lookback=none, is_final_column='is_final') %}
+{% test wick_outliers(model, lookback=none, is_final_column='is_final', scored_model=none) %}
 
 with
 
-{{ price_check_ctes(model, lookback, is_final_column) }},
+{{ price_check_ctes(model, lookback, is_final_column, scored_model) }},
 
 wicks as (
     select *

@@ -103,7 +103,7 @@ new_candles as (
         scored.symbol,
         scored.timeframe,
         min(scored.ts)
-        - '{{ var("price_checks_lookback") }}'::interval as recompute_from
+        - {{ price_lookback_interval('scored.timeframe') }} as recompute_from
     from scored
     cross join last_run
     where scored.ingested_at > last_run.last_ingested_at

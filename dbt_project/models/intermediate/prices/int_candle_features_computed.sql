@@ -30,7 +30,7 @@ changed_series as (
         candles.symbol,
         candles.timeframe,
         min(candles.ts)
-        - '{{ var("price_checks_lookback") }}'::interval as recompute_from
+        - {{ price_lookback_interval('candles.timeframe') }} as recompute_from
     from candles
     cross join last_run
     where
@@ -47,7 +47,7 @@ input_candles as (
             candles.symbol = changed_series.symbol
             and candles.timeframe = changed_series.timeframe
             and candles.ts >= changed_series.recompute_from
-            - '{{ var("price_checks_lookback") }}'::interval
+            - {{ price_lookback_interval('candles.timeframe') }}
 ),
 
 {% else %}
@@ -88,7 +88,6 @@ final as (
         features.neighbour_range_median,
         features.dollar_volume,
         features.prev_dollar_volume_median,
-        features.prev_volume_median,
         features.block_start,
         features.is_flat_filler,
         features.is_forming,
