@@ -8,6 +8,9 @@
     (price_split_suspects) and still-forming candles are not outliers.
     A move on >= outlier_confirmed_volume_ratio x the previous dollar volume
     is volume-confirmed (likely real) and gets outlier_confirmed_severity.
+    In intraday exchange data the first candle of a session carries the
+    overnight move and is judged like any other: the real AAPL 1m opening
+    gap of -9.1 % on 2026-07-31 is reported, volume-confirmed (warn).
 
     One row per outlier candle (anomaly contract); observed_value = robust z
     (or the simple move when no scale exists), expected_value = the threshold

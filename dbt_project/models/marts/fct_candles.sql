@@ -110,23 +110,37 @@ new_candles as (
     group by scored.symbol, scored.timeframe
 ),
 
+rebuilt_series as (
+    select
+        symbol,
+        timeframe,
+        '-infinity'::timestamptz as recompute_from
+    from stored_split_factor
+    where
+        stored_split_factor is null
+        or abs(split_factor / stored_split_factor - 1) > 1e-9
+),
+
+recompute_reasons as (
+    select
+        symbol,
+        timeframe,
+        recompute_from
+    from new_candles
+    union all
+    select
+        symbol,
+        timeframe,
+        recompute_from
+    from rebuilt_series
+),
+
 changed_series as (
     select
         symbol,
         timeframe,
         min(recompute_from) as recompute_from
-    from (
-        select symbol, timeframe, recompute_from from new_candles
-        union all
-        select
-            symbol,
-            timeframe,
-            '-infinity'::timestamptz as recompute_from
-        from stored_split_factor
-        where
-            stored_split_factor is null
-            or abs(split_factor / stored_split_factor - 1) > 1e-9
-    ) as reasons
+    from recompute_reasons
     group by symbol, timeframe
 ),
 
