@@ -35,8 +35,9 @@
         "price_check_ctes: lookback must be interval text such as '60 days', got " ~ lookback) }}
 {%- endif -%}
 {%- if scored_model is not none %}
--- precomputed: the candles already scored by the incremental models
-price_features as (
+-- precomputed: the candles already scored by the incremental models;
+-- not materialized, so that each test's filters reach the view
+price_features as not materialized (
     select *
     from {{ scored_model }}
     {%- if lookback %}
@@ -44,11 +45,11 @@ price_features as (
     {%- endif %}
 ),
 
-price_split_matches as (
+price_split_matches as not materialized (
     select * from {{ ref('int_candle_splits_matched') }}
 ),
 
-price_scored as (
+price_scored as not materialized (
     select * from price_features
 ),
 {%- else %}

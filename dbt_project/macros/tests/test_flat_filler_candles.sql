@@ -15,22 +15,37 @@ with
 
 {{ price_check_ctes(model, lookback, is_final_column, scored_model) }},
 
-filler_marked as (
+fillers as (
     select
         symbol,
         asset_class,
         timeframe,
         ts,
-        close,
-        is_flat_filler and not is_forming as is_filler,
-        -- islands: the count of non-filler candles so far is constant
-        -- along a run of fillers
-        sum(case when is_flat_filler and not is_forming then 0 else 1 end)
-            over (
-                partition by symbol, timeframe order by ts
-                rows between unbounded preceding and current row
-            ) as run_number
+        prev_ts,
+        close
     from price_features
+    where is_flat_filler and not is_forming
+),
+
+-- islands among the fillers only: a run goes on while a filler's previous
+-- candle is the previous filler
+filler_starts as (
+    select
+        *,
+        prev_ts is distinct from lag(ts) over (
+            partition by symbol, timeframe order by ts
+        ) as starts_run
+    from fillers
+),
+
+filler_marked as (
+    select
+        *,
+        count(*) filter (where starts_run) over (
+            partition by symbol, timeframe order by ts
+            rows between unbounded preceding and current row
+        ) as run_number
+    from filler_starts
 ),
 
 filler_runs as (
@@ -44,7 +59,6 @@ filler_runs as (
         count(*) as filler_candles,
         min(close) as fill_price
     from filler_marked
-    where is_filler
     group by symbol, timeframe, run_number
 ),
 

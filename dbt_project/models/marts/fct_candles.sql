@@ -12,8 +12,8 @@
 
 with
 
-scored as (
-    select * from {{ ref('int_candles_scored') }}
+features as (
+    select * from {{ ref('int_candle_features_computed') }}
 ),
 
 split_matches as (
@@ -100,14 +100,14 @@ stored_split_factor as (
 
 new_candles as (
     select
-        scored.symbol,
-        scored.timeframe,
-        min(scored.ts)
-        - {{ price_lookback_interval('scored.timeframe') }} as recompute_from
-    from scored
+        features.symbol,
+        features.timeframe,
+        min(features.ts)
+        - {{ price_lookback_interval('features.timeframe') }} as recompute_from
+    from features
     cross join last_run
-    where scored.ingested_at > last_run.last_ingested_at
-    group by scored.symbol, scored.timeframe
+    where features.ingested_at > last_run.last_ingested_at
+    group by features.symbol, features.timeframe
 ),
 
 rebuilt_series as (
@@ -144,29 +144,33 @@ changed_series as (
     group by symbol, timeframe
 ),
 
-input_candles as (
-    select scored.*
-    from scored
+input_features as (
+    select features.*
+    from features
     inner join changed_series
         on
-            scored.symbol = changed_series.symbol
-            and scored.timeframe = changed_series.timeframe
-            and scored.ts >= changed_series.recompute_from
+            features.symbol = changed_series.symbol
+            and features.timeframe = changed_series.timeframe
+            and features.ts >= changed_series.recompute_from
 ),
 
 {% else %}
 
-input_candles as (
-    select * from scored
+input_features as (
+    select * from features
 ),
 
 {% endif %}
+
+scored as (
+    {{ price_scored_candles('input_features', 'scales', 'split_matches') }}
+),
 
 adjusted as (
     select
         candles.*,
         exp(coalesce(segments.later_log_ratio, 0)) as split_factor
-    from input_candles as candles
+    from scored as candles
     left join split_segments as segments
         on
             candles.symbol = segments.symbol
