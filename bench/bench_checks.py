@@ -14,7 +14,7 @@ fresh database, then times, on the same data:
 
 It prints one table: seconds and the ratio to the naive rolling median.
 
-Run (1M candles, ~2-4 min on 2 cores)::
+Run (1M candles over 4 symbols: ~7 min on 2 busy cores, most of it the naive query)::
 
     .venv/bin/python bench/bench_checks.py --candles 1000000
 
@@ -44,7 +44,7 @@ from flows.dbt import run_dbt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "bench"
-PRICE_MODELS = "+fct_candles +dim_symbols"
+PRICE_MODELS = "+fct_candles +dim_symbols +int_candles_scored"
 
 
 def generate(database: Database, candles: int, symbols: int, start: str) -> None:
@@ -161,16 +161,20 @@ def running_stddev(database: Database, window: int) -> None:
 
 def dbt_nodes(result: object) -> list[tuple[str, float]]:
     """(node name, seconds) of a dbtRunnerResult."""
-    return [
-        (node.node.name, float(node.execution_time))
-        for node in getattr(result, "result", None) or []
-    ]
+    nodes = []
+    for node in getattr(result, "result", None) or []:
+        status = str(node.status).lower()
+        failed = status in ("error", "runtimeerr", "skipped")
+        nodes.append(
+            (node.node.name + (f" ({status}!)" if failed else ""), float(node.execution_time))
+        )
+    return nodes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candles", type=int, default=1_000_000)
-    parser.add_argument("--symbols", type=int, default=20)
+    parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument("--window", type=int, default=100, help="rolling window, candles")
     parser.add_argument(
         "--naive-sample", type=int, default=None, help="run the naive query on this many rows"

@@ -42,42 +42,60 @@ suspect_ratios as (
     from (values {% for ratio in ratios %}({{ ratio }}){{ ',' if not loop.last }}{% endfor %}) as ratios (ratio)
 ),
 
-suspect_moves as (
+-- the few candidate moves, materialised before any join so that the
+-- planner joins small sets (the scored relation may be a view)
+suspect_candidates as materialized (
     select
         scored.symbol,
         scored.asset_class,
         scored.timeframe,
         scored.ts,
+        scored.prev_ts,
         scored.prev_close,
         scored.close,
         scored.log_return,
         scored.log_open_gap,
-        scored.dollar_volume_ratio,
-        {{ price_check_param('split_log_tolerance', 'scored.asset_class',
-                             'scored.timeframe') }} as tolerance,
-        {{ price_check_param('split_max_dollar_volume_ratio',
-                             'scored.asset_class', 'scored.timeframe') }}
-            as max_dollar_volume_ratio,
-        {{ price_check_param('split_persist_candles', 'scored.asset_class',
-                             'scored.timeframe') }} as persist_required
+        scored.dollar_volume_ratio
     from {{ scored }} as scored
-    left join {{ scored }} as prior
-        on
-            scored.symbol = prior.symbol
-            and scored.timeframe = prior.timeframe
-            and scored.prev_ts = prior.ts
-            and prior.is_outlier_move
-            -- a move that undoes the previous outlier is its recovery
-            and abs(prior.adjusted_log_return + scored.log_return)
-            <= 0.5 * abs(prior.adjusted_log_return)
     where
-        prior.ts is null
-        and scored.is_outlier_move
+        scored.is_outlier_move
         and scored.is_session_start
         and scored.split_log_ratio is null
         and scored.asset_class in (
             {%- for c in classes %}'{{ c }}'{{ ',' if not loop.last }}{% endfor -%}
         )
+),
+
+suspect_prior_outliers as materialized (
+    select
+        scored.symbol,
+        scored.timeframe,
+        scored.ts,
+        scored.adjusted_log_return
+    from {{ scored }} as scored
+    where scored.is_outlier_move
+),
+
+suspect_moves as (
+    select
+        candidates.*,
+        {{ price_check_param('split_log_tolerance', 'candidates.asset_class',
+                             'candidates.timeframe') }} as tolerance,
+        {{ price_check_param('split_max_dollar_volume_ratio',
+                             'candidates.asset_class', 'candidates.timeframe') }}
+            as max_dollar_volume_ratio,
+        {{ price_check_param('split_persist_candles', 'candidates.asset_class',
+                             'candidates.timeframe') }} as persist_required
+    from suspect_candidates as candidates
+    left join suspect_prior_outliers as prior
+        on
+            candidates.symbol = prior.symbol
+            and candidates.timeframe = prior.timeframe
+            and candidates.prev_ts = prior.ts
+            -- a move that undoes the previous outlier is its recovery
+            and abs(prior.adjusted_log_return + candidates.log_return)
+            <= 0.5 * abs(prior.adjusted_log_return)
+    where prior.ts is null
 ),
 
 suspect_fits as (
@@ -99,7 +117,7 @@ suspect_fits as (
     cross join suspect_ratios as ratios
 ),
 
-suspect_shapes as (
+suspect_shapes as materialized (
     select *
     from suspect_fits
     where

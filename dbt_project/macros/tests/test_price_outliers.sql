@@ -25,15 +25,21 @@ with
 
 {{ price_check_ctes(model, lookback, is_final_column, scored_model) }},
 
-candidates as (
-    select scored.*
-    from price_scored as scored
+outlier_moves as materialized (
+    select *
+    from price_scored
+    where is_outlier_move
+),
+
+candidates as materialized (
+    select moves.*
+    from outlier_moves as moves
     left join price_suspects as suspects
         on
-            scored.symbol = suspects.symbol
-            and scored.timeframe = suspects.timeframe
-            and scored.ts = suspects.ts
-    where scored.is_outlier_move and suspects.ts is null
+            moves.symbol = suspects.symbol
+            and moves.timeframe = suspects.timeframe
+            and moves.ts = suspects.ts
+    where suspects.ts is null
 ),
 
 -- a bad print and its recovery are two outlier moves: report the print once

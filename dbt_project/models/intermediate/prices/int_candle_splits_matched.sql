@@ -1,4 +1,6 @@
 -- grain: one row per symbol, timeframe, effective_date of a known split
+{{ config(materialized='table') }}
+
 with
 
 features as (
