@@ -1,0 +1,181 @@
+{#-
+    price_check_param(name, asset_class_column, timeframe_column)
+
+    SQL expression giving the value of one price-check parameter for each row,
+    from the dbt vars `price_checks` (defaults) and `price_checks_overrides`
+    (rules with optional asset_class and timeframe). The most specific rule
+    that sets the parameter wins: asset_class + timeframe, then asset_class,
+    then timeframe, then the default. Strings are quoted, numbers rendered
+    as double precision.
+
+    Raises a compiler error naming the parameter when it has no default.
+-#}
+{% macro price_check_param(name, asset_class_column='asset_class', timeframe_column='timeframe') %}
+    {%- set defaults = var('price_checks', {}) -%}
+    {%- if name not in defaults -%}
+        {{ exceptions.raise_compiler_error(
+            "price_check_param: unknown parameter '" ~ name
+            ~ "'; expected one of " ~ (defaults.keys() | list | sort | join(', '))) }}
+    {%- endif -%}
+    {%- set rules = var('price_checks_overrides', []) or [] -%}
+    {%- set ns = namespace(branches=[]) -%}
+    {%- for level in ['both', 'asset_class', 'timeframe'] -%}
+        {%- for rule in rules if name in rule -%}
+            {%- set has_ac = rule.get('asset_class') is not none -%}
+            {%- set has_tf = rule.get('timeframe') is not none -%}
+            {%- if (level == 'both' and has_ac and has_tf)
+                or (level == 'asset_class' and has_ac and not has_tf)
+                or (level == 'timeframe' and has_tf and not has_ac) -%}
+                {%- set conditions = [] -%}
+                {%- if has_ac -%}
+                    {%- do conditions.append(asset_class_column ~ " = '" ~ rule['asset_class'] ~ "'") -%}
+                {%- endif -%}
+                {%- if has_tf -%}
+                    {%- do conditions.append(timeframe_column ~ " = '" ~ rule['timeframe'] ~ "'") -%}
+                {%- endif -%}
+                {%- do ns.branches.append((conditions | join(' and '), rule[name])) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- if ns.branches | length == 0 -%}
+        {{ price_check_literal(defaults[name]) }}
+    {%- else -%}
+        (case
+        {%- for condition, value in ns.branches %}
+            when {{ condition }} then {{ price_check_literal(value) }}
+        {%- endfor %}
+            else {{ price_check_literal(defaults[name]) }}
+        end)
+    {%- endif -%}
+{% endmacro %}
+
+{#- A var value as a SQL literal: text quoted (quotes doubled), numbers as
+    double precision. -#}
+{% macro price_check_literal(value) %}
+    {%- if value is string -%}
+        '{{ value | replace("'", "''") }}'
+    {%- elif value is number -%}
+        ({{ value }})::double precision
+    {%- else -%}
+        {{ exceptions.raise_compiler_error(
+            "price_check_literal: value " ~ value ~ " is neither text nor a number") }}
+    {%- endif -%}
+{% endmacro %}
+
+{#-
+    price_check_as_of()
+
+    The reference time as a timestamptz SQL expression: the dbt var `as_of`
+    (an ISO 8601 string with offset) or, when it is unset, now().
+-#}
+{% macro price_check_as_of() %}
+    {%- set as_of = var('as_of', none) -%}
+    {%- if as_of is none or as_of == '' -%}
+        now()
+    {%- else -%}
+        '{{ as_of | replace("'", "") }}'::timestamptz
+    {%- endif -%}
+{% endmacro %}
+
+{#-
+    price_timeframe_interval(timeframe_column)
+
+    The candle length of a timeframe code ('1m', '5m', '15m', '30m', '1h',
+    '4h', '1d', '1w') as an interval expression; null for other codes.
+-#}
+{% macro price_timeframe_interval(timeframe_column) %}
+    (case {{ timeframe_column }}
+        when '1m' then interval '1 minute'
+        when '5m' then interval '5 minutes'
+        when '15m' then interval '15 minutes'
+        when '30m' then interval '30 minutes'
+        when '1h' then interval '1 hour'
+        when '4h' then interval '4 hours'
+        when '1d' then interval '1 day'
+        when '1w' then interval '7 days'
+    end)
+{% endmacro %}
+
+{#-
+    price_scale_block_start(ts_column, timeframe_column)
+
+    Start of the robust-scale block holding a candle: date_trunc in UTC of
+    ts by the calendar unit the var `price_checks_scale_blocks` names for the
+    timeframe (default month). Returns timestamptz.
+-#}
+{% macro price_scale_block_start(ts_column, timeframe_column) %}
+    {%- set blocks = var('price_checks_scale_blocks', {}) -%}
+    date_trunc(
+        (case {{ timeframe_column }}
+        {%- for timeframe, unit in blocks.items() %}
+            when '{{ timeframe }}' then '{{ unit }}'
+        {%- endfor %}
+            else 'month'
+        end),
+        {{ ts_column }},
+        'UTC'
+    )
+{% endmacro %}
+
+{#-
+    price_calendar_timezone(calendar_column)
+
+    IANA time zone of a trading calendar code from the var
+    `price_checks_calendar_timezones`; 'UTC' for unknown codes and nulls.
+-#}
+{% macro price_calendar_timezone(calendar_column) %}
+    {%- set zones = var('price_checks_calendar_timezones', {}) -%}
+    (case {{ calendar_column }}
+    {%- for calendar, zone in zones.items() %}
+        when '{{ calendar }}' then '{{ zone }}'
+    {%- endfor %}
+        else 'UTC'
+    end)
+{% endmacro %}
+
+{#-
+    price_median_of_4(a, b, c, d)
+
+    Median of up to four nullable double precision expressions, in O(1) per
+    row: (sum - max - min) / 2 for four values, sum - max - min for three,
+    the mean for two, the value for one, null for none. Used for the
+    neighbour medians (2 candles before, 2 after) instead of a rolling
+    percentile window.
+-#}
+{% macro price_median_of_4(a, b, c, d) %}
+    (case (({{ a }}) is not null)::int + (({{ b }}) is not null)::int
+            + (({{ c }}) is not null)::int + (({{ d }}) is not null)::int
+        when 4 then (
+            ({{ a }}) + ({{ b }}) + ({{ c }}) + ({{ d }})
+            - greatest({{ a }}, {{ b }}, {{ c }}, {{ d }})
+            - least({{ a }}, {{ b }}, {{ c }}, {{ d }})
+        ) / 2
+        when 3 then (
+            coalesce({{ a }}, 0) + coalesce({{ b }}, 0)
+            + coalesce({{ c }}, 0) + coalesce({{ d }}, 0)
+            - greatest({{ a }}, {{ b }}, {{ c }}, {{ d }})
+            - least({{ a }}, {{ b }}, {{ c }}, {{ d }})
+        )
+        when 2 then (
+            coalesce({{ a }}, 0) + coalesce({{ b }}, 0)
+            + coalesce({{ c }}, 0) + coalesce({{ d }}, 0)
+        ) / 2
+        when 1 then coalesce({{ a }}, {{ b }}, {{ c }}, {{ d }})
+    end)
+{% endmacro %}
+
+{#-
+    price_lookback_interval(timeframe_column)
+
+    How far before the first new candle the incremental models recompute:
+    greatest(var price_checks_lookback_candles x the timeframe,
+    var price_checks_lookback_min). Enough for the lag/lead context (4
+    candles back, 2 ahead) across overnight and weekend gaps.
+-#}
+{% macro price_lookback_interval(timeframe_column) %}
+    greatest(
+        {{ var('price_checks_lookback_candles', 50) | int }}
+        * coalesce({{ price_timeframe_interval(timeframe_column) }}, interval '1 day'),
+        '{{ var("price_checks_lookback_min", "4 days") | replace("'", "") }}'::interval
+    )
+{% endmacro %}

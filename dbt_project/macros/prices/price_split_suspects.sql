@@ -1,0 +1,207 @@
+{#-
+    price_split_suspects(scored)
+
+    Unknown splits: candles of `scored` (price_scored_candles) that look like
+    a split rather than a bad tick or a real move. A candle is a suspect when
+    all hold:
+      1. its asset class is in `split_asset_classes` and no known split was
+         matched to it, it starts a session, it is an outlier move
+         (is_outlier_move), and it does not undo the previous candle's
+         outlier move (that is the recovery from a bad print);
+      2. ln(open / prev_close) or ln(close / prev_close) lies within
+         `split_log_tolerance` of -ln(k) for a k of `split_ratios` (the
+         closest k is reported);
+      3. its dollar volume is below `split_max_dollar_volume_ratio` x the
+         median of the 4 previous candles (or unknown). A split changes the
+         share count, not the value traded: on the real AAPL splits of
+         2000-06-21 / 2005-02-28 and MSFT 2003-02-18 the ratio is 0.8 / 0.3 /
+         0.3, while the real AAPL crash of 2000-09-29 (-52 %, a close ratio of
+         0.48, near 1/2) traded 8.9x its dollar volume;
+      4. the new level persists: the jump candle and the next
+         `split_persist_candles` candles of the series (sessions for 1d) all
+         close nearer prev_close / k than prev_close (in log). When the data
+         ends sooner, the candles that exist decide (at least the jump candle
+         itself) and persist_candles < split_persist_candles marks the finding
+         provisional; a later run re-judges it.
+
+    Returns one row per suspect: symbol, asset_class, timeframe, ts,
+    prev_close, close, close_ratio, split_k, expected_ratio (1/k), split_fit,
+    dollar_volume_ratio, persist_candles, persist_required.
+-#}
+{% macro price_split_suspects(scored) %}
+{%- set ratios = var('price_checks', {}).get('split_ratios', [2, 3, 4, 5, 10, 1.5, 0.5, 0.2, 0.1]) -%}
+{%- set classes = var('price_checks', {}).get('split_asset_classes', ['stock']) -%}
+{%- if ratios | length == 0 -%}
+    {{ exceptions.raise_compiler_error(
+        "price_split_suspects: var price_checks.split_ratios is empty; expected e.g. [2, 3, 0.5]") }}
+{%- endif -%}
+with
+
+suspect_ratios as (
+    select ratio::double precision as split_k
+    from (values {% for ratio in ratios %}({{ ratio }}){{ ',' if not loop.last }}{% endfor %}) as ratios (ratio)
+),
+
+-- the few candidate moves, materialised before any join so that the
+-- planner joins small sets (the scored relation may be a view)
+suspect_candidates as materialized (
+    select
+        scored.symbol,
+        scored.asset_class,
+        scored.timeframe,
+        scored.ts,
+        scored.prev_ts,
+        scored.prev_close,
+        scored.close,
+        scored.log_return,
+        scored.log_open_gap,
+        scored.dollar_volume_ratio
+    from {{ scored }} as scored
+    where
+        scored.is_outlier_move
+        and scored.is_session_start
+        and scored.split_log_ratio is null
+        and scored.asset_class in (
+            {%- for c in classes %}'{{ c }}'{{ ',' if not loop.last }}{% endfor -%}
+        )
+),
+
+suspect_prior_outliers as materialized (
+    select
+        scored.symbol,
+        scored.timeframe,
+        scored.ts,
+        scored.adjusted_log_return
+    from {{ scored }} as scored
+    where scored.is_outlier_move
+),
+
+suspect_moves as (
+    select
+        candidates.*,
+        {{ price_check_param('split_log_tolerance', 'candidates.asset_class',
+                             'candidates.timeframe') }} as tolerance,
+        {{ price_check_param('split_max_dollar_volume_ratio',
+                             'candidates.asset_class', 'candidates.timeframe') }}
+            as max_dollar_volume_ratio,
+        {{ price_check_param('split_persist_candles', 'candidates.asset_class',
+                             'candidates.timeframe') }} as persist_required
+    from suspect_candidates as candidates
+    left join suspect_prior_outliers as prior
+        on
+            candidates.symbol = prior.symbol
+            and candidates.timeframe = prior.timeframe
+            and candidates.prev_ts = prior.ts
+            -- a move that undoes the previous outlier is its recovery
+            and abs(prior.adjusted_log_return + candidates.log_return)
+            <= 0.5 * abs(prior.adjusted_log_return)
+    where prior.ts is null
+),
+
+suspect_fits as (
+    select
+        moves.*,
+        ratios.split_k,
+        least(
+            abs(moves.log_return + ln(ratios.split_k)),
+            abs(moves.log_open_gap + ln(ratios.split_k))
+        ) as split_fit,
+        row_number() over (
+            partition by moves.symbol, moves.timeframe, moves.ts
+            order by least(
+                abs(moves.log_return + ln(ratios.split_k)),
+                abs(moves.log_open_gap + ln(ratios.split_k))
+            )
+        ) as fit_rank
+    from suspect_moves as moves
+    cross join suspect_ratios as ratios
+),
+
+suspect_shapes as materialized (
+    select *
+    from suspect_fits
+    where
+        fit_rank = 1
+        and split_fit <= tolerance
+        and (
+            dollar_volume_ratio is null
+            or dollar_volume_ratio < max_dollar_volume_ratio
+        )
+),
+
+suspect_followers as (
+    select
+        shapes.symbol,
+        shapes.timeframe,
+        shapes.ts,
+        later.close,
+        row_number() over (
+            partition by shapes.symbol, shapes.timeframe, shapes.ts
+            order by later.ts
+        ) as follower_number
+    from suspect_shapes as shapes
+    inner join {{ scored }} as later
+        on
+            shapes.symbol = later.symbol
+            and shapes.timeframe = later.timeframe
+            and later.ts > shapes.ts
+            and later.ts <= shapes.ts
+            + (shapes.persist_required * 7 + 7)
+            * {{ price_timeframe_interval('shapes.timeframe') }}
+            + interval '4 days'
+),
+
+suspect_persistence as (
+    select
+        shapes.symbol,
+        shapes.timeframe,
+        shapes.ts,
+        count(followers.close) as persist_candles,
+        -- the jump candle and every follower sit nearer the new level:
+        -- ln(close / prev_close) beyond half of -ln(k)
+        bool_and(
+            abs(ln(followers.close / shapes.prev_close) + ln(shapes.split_k))
+            < abs(ln(followers.close / shapes.prev_close))
+        ) filter (where followers.close > 0) as followers_hold,
+        abs(ln(shapes.close / shapes.prev_close) + ln(shapes.split_k))
+        < abs(ln(shapes.close / shapes.prev_close)) as jump_holds
+    from suspect_shapes as shapes
+    left join suspect_followers as followers
+        on
+            shapes.symbol = followers.symbol
+            and shapes.timeframe = followers.timeframe
+            and shapes.ts = followers.ts
+            and followers.follower_number <= shapes.persist_required
+    group by
+        shapes.symbol, shapes.timeframe, shapes.ts, shapes.close,
+        shapes.prev_close, shapes.split_k
+),
+
+final as (
+    select
+        shapes.symbol,
+        shapes.asset_class,
+        shapes.timeframe,
+        shapes.ts,
+        shapes.prev_close,
+        shapes.close,
+        shapes.close / shapes.prev_close as close_ratio,
+        shapes.split_k,
+        1 / shapes.split_k as expected_ratio,
+        shapes.split_fit,
+        shapes.dollar_volume_ratio,
+        persistence.persist_candles,
+        shapes.persist_required
+    from suspect_shapes as shapes
+    inner join suspect_persistence as persistence
+        on
+            shapes.symbol = persistence.symbol
+            and shapes.timeframe = persistence.timeframe
+            and shapes.ts = persistence.ts
+    where
+        persistence.jump_holds
+        and coalesce(persistence.followers_hold, true)
+)
+
+select * from final
+{% endmacro %}

@@ -1,0 +1,219 @@
+-- grain: one row per symbol, timeframe, ts (candle open time, UTC), clean candles only
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['symbol', 'timeframe', 'ts'],
+        indexes=[
+            {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},
+        ],
+    )
+}}
+
+with
+
+features as (
+    select * from {{ ref('int_candle_features_computed') }}
+),
+
+split_matches as (
+    select * from {{ ref('int_candle_splits_matched') }}
+),
+
+scales as (
+    select * from {{ ref('int_candle_scales_estimated') }}
+),
+
+matched_splits as (
+    select
+        symbol,
+        timeframe,
+        jump_ts,
+        ln(split_ratio) as split_log_ratio
+    from split_matches
+    where match_status = 'matched'
+),
+
+-- candles in [segment_from, segment_to) are divided by the product of the
+-- ratios of every matched split at or after segment_to (backward adjustment:
+-- the latest prices stay as traded)
+split_segments as (
+    select
+        symbol,
+        timeframe,
+        lag(jump_ts) over series as segment_from,
+        jump_ts as segment_to,
+        sum(split_log_ratio) over (
+            partition by symbol, timeframe
+            order by jump_ts desc
+            rows between unbounded preceding and current row
+        ) as later_log_ratio
+    from matched_splits
+    window series as (partition by symbol, timeframe order by jump_ts)
+),
+
+{% if is_incremental() %}
+
+last_run as (
+    select max(ingested_at) as last_ingested_at from {{ this }}
+),
+
+series as (
+    select distinct
+        symbol,
+        timeframe
+    from scales
+),
+
+series_split_factor as (
+    select
+        series.symbol,
+        series.timeframe,
+        exp(coalesce(sum(matched_splits.split_log_ratio), 0)) as split_factor
+    from series
+    left join matched_splits
+        on
+            series.symbol = matched_splits.symbol
+            and series.timeframe = matched_splits.timeframe
+    group by series.symbol, series.timeframe
+),
+
+-- the factor stored on each series' earliest candle (one index probe per
+-- series); a series whose splits changed is rebuilt in full
+stored_split_factor as (
+    select
+        series_split_factor.symbol,
+        series_split_factor.timeframe,
+        series_split_factor.split_factor,
+        earliest.split_factor as stored_split_factor
+    from series_split_factor
+    left join lateral (
+        select stored.split_factor
+        from {{ this }} as stored
+        where
+            stored.symbol = series_split_factor.symbol
+            and stored.timeframe = series_split_factor.timeframe
+        order by stored.ts
+        limit 1
+    ) as earliest on true
+),
+
+new_candles as (
+    select
+        features.symbol,
+        features.timeframe,
+        min(features.ts)
+        - {{ price_lookback_interval('features.timeframe') }} as recompute_from
+    from features
+    cross join last_run
+    where features.ingested_at > last_run.last_ingested_at
+    group by features.symbol, features.timeframe
+),
+
+rebuilt_series as (
+    select
+        symbol,
+        timeframe,
+        '-infinity'::timestamptz as recompute_from
+    from stored_split_factor
+    where
+        stored_split_factor is null
+        or abs(split_factor / stored_split_factor - 1) > 1e-9
+),
+
+recompute_reasons as (
+    select
+        symbol,
+        timeframe,
+        recompute_from
+    from new_candles
+    union all
+    select
+        symbol,
+        timeframe,
+        recompute_from
+    from rebuilt_series
+),
+
+changed_series as (
+    select
+        symbol,
+        timeframe,
+        min(recompute_from) as recompute_from
+    from recompute_reasons
+    group by symbol, timeframe
+),
+
+input_features as (
+    select features.*
+    from features
+    inner join changed_series
+        on
+            features.symbol = changed_series.symbol
+            and features.timeframe = changed_series.timeframe
+            and features.ts >= changed_series.recompute_from
+),
+
+{% else %}
+
+input_features as (
+    select * from features
+),
+
+{% endif %}
+
+scored as (
+    {{ price_scored_candles('input_features', 'scales', 'split_matches') }}
+),
+
+adjusted as (
+    select
+        candles.*,
+        exp(coalesce(segments.later_log_ratio, 0)) as split_factor
+    from scored as candles
+    left join split_segments as segments
+        on
+            candles.symbol = segments.symbol
+            and candles.timeframe = segments.timeframe
+            and candles.ts < segments.segment_to
+            and (
+                segments.segment_from is null
+                or candles.ts >= segments.segment_from
+            )
+),
+
+final as (
+    select
+        -- keys
+        symbol,
+        asset_class,
+        timeframe,
+        ts,
+        -- prices as traded, quote currency
+        open,
+        high,
+        low,
+        close,
+        volume,
+        -- split-adjusted to the latest share basis
+        split_factor,
+        open / split_factor as adjusted_open,
+        high / split_factor as adjusted_high,
+        low / split_factor as adjusted_low,
+        close / split_factor as adjusted_close,
+        volume * split_factor as adjusted_volume,
+        -- returns
+        adjusted_log_return as log_return,
+        return_z as return_robust_z,
+        range_ratio,
+        -- flags
+        split_log_ratio is not null as is_split_session,
+        is_outlier_move,
+        is_wick_outlier,
+        -- lineage
+        ingested_at
+    from adjusted
+    where is_valid and not is_flat_filler and not is_forming
+)
+
+select * from final
