@@ -33,5 +33,11 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mdq docs
 
+# Benchmarks print tables of ratios measured in one run (sizes: see each script's --help).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_backfill.py
+	$(BIN)/python bench/bench_calendar_checks.py
+	$(BIN)/python bench/bench_checks.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache dbt_project/target dbt_project/logs
