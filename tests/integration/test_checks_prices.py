@@ -17,7 +17,7 @@ import gzip
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -101,6 +101,26 @@ INTEGRITY = """
 {s},stock,1m,2024-05-07T14:35:00Z,8.21,8.22,8.20,8.22,0
 """
 
+
+def fx_hours(jump_at: int, hours: int = 40) -> str:
+    """Hourly FX candles from 2024-10-01 00:00Z on flat volume, wiggling by 1-3 pips, with a
+    +1.5 % close-to-close move at candle ``jump_at`` whose new level the later candles keep."""
+    rows, close = [], 1.1000
+    start = datetime(2024, 10, 1, tzinfo=UTC)
+    for i in range(hours):
+        open_ = close
+        close = open_ * (1.015 if i == jump_at else 1 + (0.0002 if i % 3 else -0.0003))
+        high, low = max(open_, close) + 0.0002, min(open_, close) - 0.0002
+        ts = (start + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(f"{{s}},forex,1h,{ts},{open_:.5f},{high:.5f},{low:.5f},{close:.5f},1000")
+    return "\n".join(rows)
+
+
+#: a news move on FX: +1.5 % in an hour, the level held afterwards, volume not confirming
+FX_LEVEL_HELD = fx_hours(jump_at=30)
+#: the same move on the newest candle: nothing says yet whether it holds
+FX_NOT_YET_FOLLOWED = fx_hours(jump_at=39)
+
 FIELD_CASES: list[tuple[str, str, str]] = [
     # (symbol, csv template, calendar)
     ("BH12_BBB", BH12, "XNYS"),  # unknown split
@@ -111,6 +131,8 @@ FIELD_CASES: list[tuple[str, str, str]] = [
     ("BH12C_BBB", CRASH, "XNYS"),
     ("BH12R_BBB", REVERSE, "XNYS"),
     ("BH14_EURUSD", BH14, "FX"),
+    ("MOVE_HELD_FX", FX_LEVEL_HELD, "FX"),
+    ("MOVE_LAST_FX", FX_NOT_YET_FOLLOWED, "FX"),
     ("FILL_BTC", FILLERS, "24/7"),
     ("INTEG_SMLC", INTEGRITY, "XNYS"),
 ]
@@ -542,6 +564,19 @@ def test_bh12_bad_tick_and_crash_severity(built: Built) -> None:
     (crash,) = built.of("BH12C_BBB")
     assert crash.severity == "warn"
     assert "volume-confirmed" in crash.failure_reason
+
+
+def test_a_move_whose_level_holds_is_a_warn_and_an_unfollowed_one_an_error(built: Built) -> None:
+    """A real news move (the next candles keep the new level) is not a bad tick: warn. The same
+    move on the newest candle cannot be told apart from a bad print yet: error."""
+    (held,) = built.of("MOVE_HELD_FX")
+    assert (held.anomaly_type, held.severity) == ("outlier", "warn")
+    assert held.ts_start == datetime(2024, 10, 2, 6, tzinfo=UTC)
+    assert "held the new level" in held.failure_reason
+    (last,) = built.of("MOVE_LAST_FX")
+    assert (last.anomaly_type, last.severity) == ("outlier", "error")
+    assert last.ts_start == datetime(2024, 10, 2, 15, tzinfo=UTC)
+    assert "held the new level" not in last.failure_reason
 
 
 def test_bh12_known_split_adjusts_fct_candles(built: Built) -> None:

@@ -7,7 +7,11 @@
     floor; with too little history the floor alone decides). Split suspects
     (price_split_suspects) and still-forming candles are not outliers.
     A move on >= outlier_confirmed_volume_ratio x the previous dollar volume
-    is volume-confirmed (likely real) and gets outlier_confirmed_severity.
+    is volume-confirmed, and a move whose new level the next candle holds
+    (not undone) is level-confirmed: both are likely real moves (news, an
+    election) and get outlier_confirmed_severity. A move the next candle
+    undoes (a bad print), or one with no next candle yet, keeps
+    outlier_severity.
     In intraday exchange data the first candle of a session carries the
     overnight move and is judged like any other: the real AAPL 1m opening
     gap of -9.1 % on 2026-07-31 is reported, volume-confirmed (warn).
@@ -17,7 +21,7 @@
     it was judged against. A bad print that the next candle undoes (the
     two moves cancel to within half) is one row, not two: the recovery is
     not reported and recovery_ts names it. Extra columns: simple_move,
-    dollar_volume_ratio, is_volume_confirmed, recovery_ts.
+    dollar_volume_ratio, is_volume_confirmed, is_level_held, recovery_ts.
 -#}
 {% test price_outliers(model, lookback=none, is_final_column='is_final', scored_model=none) %}
 
@@ -68,8 +72,16 @@ outliers as (
             scored.dollar_volume_ratio
             >= {{ price_check_param('outlier_confirmed_volume_ratio',
                                     'scored.asset_class', 'scored.timeframe') }}
-        ) is true as is_volume_confirmed
+        ) is true as is_volume_confirmed,
+        (
+            next_candles.ts is not null and spikes.recovery_ts is null
+        ) as is_level_held
     from candidates as scored
+    left join price_scored as next_candles
+        on
+            scored.symbol = next_candles.symbol
+            and scored.timeframe = next_candles.timeframe
+            and next_candles.prev_ts = scored.ts
     left join recoveries as spikes
         on
             scored.symbol = spikes.symbol
@@ -88,7 +100,7 @@ final as (
         'price_outliers'::text as check_name,
         'outlier'::text as anomaly_type,
         (case
-            when is_volume_confirmed
+            when is_volume_confirmed or is_level_held
                 then {{ price_check_param('outlier_confirmed_severity') }}
             else {{ price_check_param('outlier_severity') }}
         end)::text as severity,
@@ -124,6 +136,8 @@ final as (
             coalesce({{ price_round('dollar_volume_ratio', 1) }}::text, 'n/a'),
             case
                 when is_volume_confirmed then ' (volume-confirmed: likely a real move)'
+                when is_level_held
+                    then ' (the next candle held the new level: likely a real move)'
                 else ''
             end,
             case
@@ -135,6 +149,7 @@ final as (
         simple_move,
         dollar_volume_ratio,
         is_volume_confirmed,
+        is_level_held,
         recovery_ts
     from outliers
 )
