@@ -24,7 +24,9 @@ from flows.backfill_core import (
     load_series,
     run_backfill,
 )
+from flows.config import load_settings
 from flows.db import Database
+from flows.exceptions import ProviderConfigError
 from flows.notify import Notifier
 from flows.providers.base import Provider
 
@@ -52,7 +54,7 @@ def backfill_series(
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS),  # type: ignore[arg-type]
 )
 def backfill(
-    provider: Any = "synthetic",
+    provider: Any = None,
     symbols: list[str] | None = None,
     timeframes: list[str] | None = None,
     start: datetime | None = None,
@@ -73,7 +75,9 @@ def backfill(
     ``max_concurrency`` at a time (default: setting ``MDQ_BACKFILL_MAX_CONCURRENCY``).
 
     Args:
-        provider: ``csv``, ``synthetic`` or a :class:`~flows.providers.base.Provider`.
+        provider: ``csv``, ``synthetic`` or a :class:`~flows.providers.base.Provider`; None
+            (scheduled deployments): the settings ``MDQ_BACKFILL_PROVIDER`` and
+            ``MDQ_BACKFILL_PATH``.
         symbols: symbols to load (default: active instruments the provider serves, else all).
         timeframes: timeframes to load (default: all the provider serves).
         start: window start, UTC-aware (with ``end``).
@@ -92,10 +96,20 @@ def backfill(
 
     Raises:
         InvalidWindow: only one of start/end, naive datetimes, or end not after start.
-        ProviderConfigError: unknown provider or bad provider options.
+        ProviderConfigError: unknown provider or bad provider options, or no provider given
+            and ``MDQ_BACKFILL_PROVIDER`` unset.
     """
     from prefect.runtime import flow_run
 
+    if provider is None:
+        settings = load_settings()
+        if settings.backfill_provider is None:
+            raise ProviderConfigError(
+                "(none)",
+                "no provider given and MDQ_BACKFILL_PROVIDER is unset; set it to csv (with "
+                "MDQ_BACKFILL_PATH) or synthetic in the worker's environment",
+            )
+        provider, path = settings.backfill_provider, path or settings.backfill_path
     run_id = str(flow_run.id) if flow_run.id else None
 
     def run_wave(

@@ -85,6 +85,19 @@ class Settings(BaseSettings):
             "Backfill, scheduled mode: days of history loaded for a series without watermark."
         ),
     )
+    backfill_provider: str | None = Field(
+        default=None,
+        pattern=r"^(csv|synthetic)$",
+        description=(
+            "Provider of scheduled backfills (the `backfill/daily` deployment, `mdq serve`): "
+            "csv (with MDQ_BACKFILL_PATH, e.g. a vendor's daily drop file) or synthetic. "
+            "Unset: a scheduled backfill fails at once, naming this variable."
+        ),
+    )
+    backfill_path: str | None = Field(
+        default=None,
+        description="csv provider of scheduled backfills: the file (.csv, .csv.gz, .parquet).",
+    )
     failure_alert_threshold: int = Field(
         default=3,
         ge=1,

@@ -11,6 +11,7 @@ import pytest
 from flows.backfill import backfill
 from flows.db import Database, connect
 from flows.db.migrate import apply_migrations
+from flows.exceptions import ProviderConfigError
 from flows.notify import RecordingNotifier
 from flows.providers.base import FetchResult, Series
 from flows.providers.synthetic import SyntheticProvider
@@ -104,3 +105,19 @@ def test_flow_maps_one_task_per_series_with_a_cap_and_three_runs_leave_the_same_
     assert runs == (3, 0)  # every state row carries its Prefect flow-run id
     assert instruments == (4,)
     assert provider.peak == 3  # at most max_concurrency series at once, and it is reached
+
+
+def test_a_scheduled_run_without_a_configured_provider_fails_naming_the_setting(
+    prefect_harness: None,
+    no_heartbeats: None,
+    flow_database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deployment passes no provider: it must never fall back to synthetic candles."""
+    monkeypatch.delenv("MDQ_BACKFILL_PROVIDER", raising=False)
+    with pytest.raises(ProviderConfigError, match="MDQ_BACKFILL_PROVIDER is unset"):
+        backfill(database=flow_database, notifier=RecordingNotifier())
+    with connect(flow_database) as conn:
+        assert conn.execute(
+            "select count(*) from market_data where symbol = 'SYN1'"
+        ).fetchone() == (0,)
