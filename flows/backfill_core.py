@@ -391,6 +391,22 @@ def make_provider(
     raise ProviderConfigError(name, f"unknown provider {name!r}; expected csv or synthetic")
 
 
+def _with_calendar(series: Series, known: dict[str, str | None]) -> Series:
+    """The series with its instrument's calendar resolved: the source's, else the existing
+    instruments row's, else the asset class's default (flows.calendars)."""
+    from dataclasses import replace
+
+    from flows.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS
+
+    instrument = series.instrument
+    if instrument.calendar is not None:
+        return series
+    calendar = known.get(instrument.symbol) or DEFAULT_CALENDAR_BY_ASSET_CLASS.get(
+        instrument.asset_class, "24/7"
+    )
+    return replace(series, instrument=replace(instrument, calendar=calendar))
+
+
 def plan_requests(
     provider: Provider,
     conn: psycopg.Connection,
@@ -412,7 +428,8 @@ def plan_requests(
     """
     from flows.windows import next_cursor
 
-    offered = provider.list_series()
+    known = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
+    offered = [_with_calendar(s, known) for s in provider.list_series()]
     if symbols:
         wanted = set(symbols)
     else:
@@ -440,7 +457,7 @@ def plan_requests(
         )
     missing = sorted(set(symbols or ()) - {s.instrument.symbol for s in offered})
     if missing:
-        calendars = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
+        calendars = known
         frames = list(timeframes or sorted({s.timeframe for s in offered}))
         for symbol in missing:
             for timeframe in frames:

@@ -28,14 +28,16 @@ class Instrument:
     Attributes:
         symbol: the ticker, e.g. ``AAPL``.
         asset_class: ``stock``, ``crypto``, ``forex``, ...
-        calendar: an exchange_calendars code (``XNYS``), ``24/7`` or ``FX``.
+        calendar: an exchange_calendars code (``XNYS``), ``24/7`` or ``FX``; None when the
+            source does not say (the backfill then takes the instruments row's calendar, else
+            the asset class's default: stock → XNYS, forex → FX, crypto → 24/7).
         exchange: exchange MIC or venue name (``XNYS``, ``COINBASE``), or None.
         quote_currency: currency prices are quoted in, or None.
     """
 
     symbol: str
     asset_class: str
-    calendar: str
+    calendar: str | None
     exchange: str | None = None
     quote_currency: str | None = None
 

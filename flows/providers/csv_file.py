@@ -90,8 +90,9 @@ class CsvMapping:
         """Build and check a mapping from parsed TOML.
 
         Raises:
-            ProviderConfigError: unknown keys, a canonical column neither mapped nor constant,
-                a bad timeframe constant, or a bad zone.
+            ProviderConfigError: unknown keys, a key that is not a canonical column, a bad
+                timeframe constant, or a bad zone. (A canonical column the mapping does not
+                name is read from the file column of the same name.)
         """
         known = {"columns", "constants", "skip_rows", "order", "timestamps", "instrument"}
         extra = set(data) - known
@@ -99,8 +100,10 @@ class CsvMapping:
             raise ProviderConfigError(
                 PROVIDER, f"{where}: unknown keys {sorted(extra)}; expected {sorted(known)}"
             )
-        columns = {str(k): str(v) for k, v in data.get("columns", {}).items()}
         constants = {str(k): str(v) for k, v in data.get("constants", {}).items()}
+        # a canonical column neither mapped nor constant keeps its own name in the file
+        columns = {c: c for c in CANONICAL_COLUMNS if c not in constants}
+        columns.update({str(k): str(v) for k, v in data.get("columns", {}).items()})
         for key in (*columns, *constants):
             if key not in CANONICAL_COLUMNS:
                 raise ProviderConfigError(
@@ -108,11 +111,6 @@ class CsvMapping:
                     f"{where}: {key!r} is not a canonical column; expected one of "
                     f"{', '.join(CANONICAL_COLUMNS)}",
                 )
-        missing = [c for c in CANONICAL_COLUMNS if c not in columns and c not in constants]
-        if missing:
-            raise ProviderConfigError(
-                PROVIDER, f"{where}: columns {missing} are neither mapped nor constant"
-            )
         if "timeframe" in constants:
             constants["timeframe"] = parse_timeframe(constants["timeframe"])
         stamps = data.get("timestamps", {})
@@ -329,7 +327,7 @@ class CsvFileProvider:
                     Instrument(
                         symbol=str(symbol),
                         asset_class=inst.get("asset_class", asset_class),
-                        calendar=inst.get("calendar", "24/7"),
+                        calendar=inst.get("calendar"),
                         exchange=inst.get("exchange"),
                         quote_currency=inst.get("quote_currency"),
                     ),

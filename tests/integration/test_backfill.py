@@ -25,6 +25,7 @@ from flows.backfill_core import (
     SeriesResult,
     load_sample_data,
     load_series,
+    run_backfill,
 )
 from flows.db import Database, connect
 from flows.db import backfill as db
@@ -676,3 +677,64 @@ def test_a_worker_whose_lease_was_taken_over_stops_writing(
     assert taker.status == "pending"
     with pytest.raises(LeaseLost, match=str(mine.execution_id)):
         db.renew_lease(bconn, mine.execution_id, 60)
+
+
+CANONICAL_NO_MAPPING = """
+CALS,stock,1d,2024-12-27T05:00:00Z,61.20,61.90,60.80,61.50,900000
+CALS,stock,1d,2024-12-30T05:00:00Z,61.50,61.70,60.40,60.70,950000
+CALF,forex,1h,2024-03-08T20:00:00Z,1.0942,1.0946,1.0938,1.0940,5200
+CALF,forex,1h,2024-03-10T21:00:00Z,1.0939,1.0944,1.0933,1.0941,900
+CALC,crypto,1h,2024-05-06T00:00:00Z,100,101,99,100.5,10
+"""
+
+
+def test_a_canonical_file_without_mapping_takes_each_asset_class_calendar(
+    bf_database: Database, bconn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """BH-04 and BH-10 as written (canonical columns, no mapping): a stock is on XNYS, so its
+    daily candles at New York midnight are on the grid; forex is on the FX week."""
+    path = tmp_path / "canonical.csv"
+    path.write_text(HEADER + CANONICAL_NO_MAPPING.strip() + "\n")
+    results = run_backfill(
+        "csv", path=str(path), database=bf_database, notifier=RecordingNotifier()
+    )
+    assert {(r.symbol, r.inserted, r.quarantined) for r in results} == {
+        ("CALS", 2, 0),
+        ("CALF", 2, 0),
+        ("CALC", 1, 0),
+    }
+    calendars = dict(
+        bconn.execute(
+            "select symbol, calendar from instruments where symbol in ('CALS', 'CALF', 'CALC')"
+        ).fetchall()
+    )
+    assert calendars == {"CALS": "XNYS", "CALF": "FX", "CALC": "24/7"}
+
+
+def test_an_instruments_row_calendar_wins_and_a_partial_mapping_is_enough(
+    bf_database: Database, bconn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A symbol already in instruments keeps its calendar; a mapping naming only what differs
+    (here the calendar) leaves the canonical columns as they are."""
+    bconn.execute(
+        "insert into instruments (symbol, asset_class, calendar) values ('LSE1', 'stock', 'XLON')"
+    )
+    path = tmp_path / "lse.csv"
+    path.write_text(HEADER + "LSE1,stock,1d,2024-12-27T00:00:00Z,10,11,9,10.5,100\n")
+    (result,) = run_backfill(
+        "csv", path=str(path), database=bf_database, notifier=RecordingNotifier()
+    )
+    assert (result.inserted, result.quarantined) == (1, 0)  # midnight London = 00:00Z in winter
+    assert bconn.execute("select calendar from instruments where symbol = 'LSE1'").fetchone() == (
+        "XLON",
+    )
+    other = tmp_path / "other.csv"
+    other.write_text(HEADER + "OTH1,stock,1d,2024-12-27T00:00:00Z,10,11,9,10.5,100\n")
+    (tmp_path / "other.csv.mapping.toml").write_text('[instrument]\ncalendar = "XLON"\n')
+    (result,) = run_backfill(
+        "csv", path=str(other), database=bf_database, notifier=RecordingNotifier()
+    )
+    assert (result.inserted, result.quarantined) == (1, 0)
+    assert bconn.execute("select calendar from instruments where symbol = 'OTH1'").fetchone() == (
+        "XLON",
+    )
