@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -34,7 +35,10 @@ app.add_typer(db_app, name="db")
 calendars_app = typer.Typer(help="Trading calendars: expected sessions for the gap checks.")
 app.add_typer(calendars_app, name="calendars")
 
-console = Console(soft_wrap=True)
+#: Width of tables when stdout is not a terminal (a pipe, a file, CI): rich would use 80 and
+#: fold the reason column into slivers. COLUMNS still wins.
+_PIPE_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+console = Console(soft_wrap=True, width=_PIPE_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -234,18 +238,60 @@ def demo(
 
         with connect(database) as conn:
             rows = list_anomalies(conn, "open")
-        console.print(
-            summary_table(summarize_anomalies(rows), title=f"{len(rows)} open anomalies")
-        )
+        console.print(summary_table(summarize_anomalies(rows), title=f"{len(rows)} open anomalies"))
+    mdq = _mdq_command()
     console.print(
         "Look further:\n"
-        "  mdq anomalies                  every open anomaly with its range and reason\n"
-        "  mdq anomalies --format json    the same as JSON (--summary: these counts)\n"
-        "  mdq docs                       the dbt docs site: lineage from market_data to each "
-        "check\n"
-        '  eval "$(mdq db env)"; psql    then: select * from data_anomalies;',
+        f"  {mdq} anomalies                  every open anomaly with its range and reason\n"
+        f"  {mdq} anomalies --format json    the same as JSON (--summary: these counts)\n"
+        f"  {mdq} docs                       the dbt docs site: lineage from market_data to "
+        "each check\n"
+        f'  eval "$({mdq} db env)"; psql    then: select * from data_anomalies;',
         highlight=False,
     )
+
+
+def _mdq_command() -> str:
+    """How the user can call mdq: ``mdq`` when it is on PATH, else the script's path."""
+    import shutil
+
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("mdq")
+    if (
+        script is not None
+        and script.name == "mdq"
+        and not (on_path and Path(on_path).resolve() == script)
+    ):
+        return os.path.relpath(script)
+    return "mdq"
+
+
+@app.command("split")
+@friendly_errors
+def split_command(
+    symbol: Annotated[str, typer.Argument(help="The instrument, e.g. AAPL.")],
+    effective_date: Annotated[
+        str, typer.Argument(help="Ex-date: first session on the new basis (YYYY-MM-DD).")
+    ],
+    ratio: Annotated[
+        float, typer.Argument(help="New shares per old share: 2 for 2:1, 0.1 for 1:10.")
+    ],
+) -> None:
+    """Record a split in corporate_actions, so the checks neutralise its price step (no
+    outlier, no split_suspect; a date off by a session is reported as split_date_mismatch)."""
+    from datetime import date
+
+    from flows.db.reference import record_split
+    from flows.exceptions import TerminalError
+
+    try:
+        when = date.fromisoformat(effective_date)
+        with project_database(load_settings()) as database, connect(database) as conn:
+            changed = record_split(conn, symbol, when, ratio, source="cli")
+    except ValueError as exc:
+        raise TerminalError(str(exc)) from None
+    verb = "recorded" if changed else "already recorded"
+    console.print(f"{verb}: {symbol} split {ratio:g} effective {when.isoformat()}")
 
 
 def _utc(value: str | None, name: str) -> Any:

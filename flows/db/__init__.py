@@ -169,8 +169,10 @@ def connect(
             **database.conninfo(), connect_timeout=timeout, autocommit=autocommit
         )
     except psycopg.OperationalError as exc:
-        reason = (str(exc).strip().splitlines() or ["unknown error"])[-1]
-        reason = reason.removeprefix("connection failed: ")
+        # libpq: 'connection failed: connection to server at "h", port p failed: <cause>'
+        # then a tab-indented hint line; the cause is what the user needs.
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        reason = first.rsplit("failed: ", 1)[-1].strip() or first
         raise DatabaseUnreachable(database.target, reason) from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -39,7 +40,7 @@ def run_mdq(
         ),
         pytest.param(
             "postgresql://postgres@127.0.0.1:1/nope",
-            "cannot connect to PostgreSQL at 127.0.0.1:1/nope",
+            "cannot connect to PostgreSQL at 127.0.0.1:1/nope: Connection refused",
             id="unreachable",
         ),
         pytest.param("postgresql://postgres@127.0.0.1:5432", "names no database", id="no-dbname"),
@@ -105,3 +106,23 @@ def test_db_env_exports_what_dbt_and_psql_need(tmp_path: Path) -> None:
             assert conn.execute("select count(*) from mdq_schema_migrations").fetchone()[0] >= 2
     finally:
         embedded.stop(home)
+
+
+def test_mdq_split_records_a_split_once_and_refuses_a_bad_ratio(
+    make_database: Callable[[], Database],
+) -> None:
+    database = make_database()
+    env = {"MDQ_DATABASE_URL": database.url()}
+    first = run_mdq("split", "BBB", "2024-06-10", "2", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "recorded: BBB split 2 effective 2024-06-10" in first.stdout
+    again = run_mdq("split", "BBB", "2024-06-10", "2", env=env)
+    assert "already recorded" in again.stdout
+    bad = run_mdq("split", "BBB", "2024-06-11", "0", env=env)
+    assert bad.returncode == 2
+    assert "split ratio 0.0 not usable" in bad.stderr
+    with connect(database) as conn:
+        rows = conn.execute(
+            "select symbol, action_type, effective_date::text, ratio::float from corporate_actions"
+        ).fetchall()
+    assert rows == [("BBB", "split", "2024-06-10", 2.0)]

@@ -1,0 +1,43 @@
+"""Reference data the checks join: corporate actions (splits)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+
+
+def record_split(
+    conn: psycopg.Connection, symbol: str, effective_date: date, ratio: float, *, source: str
+) -> bool:
+    """Insert or correct one split in ``corporate_actions`` (natural key: symbol, 'split',
+    effective_date).
+
+    Args:
+        conn: an open connection (the caller commits).
+        symbol: the instrument.
+        effective_date: first session traded on the new basis (ex-date), exchange-local.
+        ratio: new shares per old share (2:1 split = 2, 1:10 reverse split = 0.1); > 0.
+        source: who recorded it (e.g. ``cli``).
+
+    Returns:
+        True when a row was inserted or its ratio changed, False when it was already there.
+
+    Raises:
+        ValueError: ratio is not a positive finite number, or equals 1 (not a split).
+    """
+    if not (ratio > 0 and ratio != float("inf")) or ratio == 1:
+        raise ValueError(
+            f"split ratio {ratio!r} not usable; expected a positive number other than 1"
+        )
+    cur = conn.execute(
+        """
+        insert into corporate_actions as ca (symbol, action_type, effective_date, ratio, source)
+        values (%s, 'split', %s, %s, %s)
+        on conflict (symbol, action_type, effective_date) do update
+        set ratio = excluded.ratio, source = excluded.source
+        where ca.ratio is distinct from excluded.ratio
+        """,
+        (symbol, effective_date, ratio, source),
+    )
+    return cur.rowcount > 0
