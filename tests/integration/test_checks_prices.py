@@ -737,6 +737,51 @@ def test_real_files_have_few_findings(built: Built) -> None:
     assert counts["BTCUSD"] <= 20 and counts["EURUSD"] <= 15
 
 
+
+def _thresholds(conn: psycopg.Connection, schema: str) -> dict[tuple[str, str], tuple[float, ...]]:
+    """(asset_class, timeframe) -> (outlier_z_threshold, outlier_min_move) of int_candles_scored."""
+    query = psycopg.sql.SQL(
+        "select distinct asset_class, timeframe, outlier_z_threshold, outlier_min_move from {}.{}"
+    ).format(psycopg.sql.Identifier(schema), psycopg.sql.Identifier("int_candles_scored"))
+    thresholds: dict[tuple[str, str], tuple[float, ...]] = {}
+    for asset_class, timeframe, z, move in conn.execute(query):
+        assert (asset_class, timeframe) not in thresholds, "one threshold per class and timeframe"
+        thresholds[(asset_class, timeframe)] = (z, move)
+    return thresholds
+
+
+def test_vars_override_changes_one_asset_class_only(built: Built) -> None:
+    """A crypto-only mdq_outlier_z given with --vars changes crypto's threshold, nothing else.
+
+    The override is given in the one convention of every check's parameters (a map keyed
+    '<asset_class>:<timeframe>'); outlier_min_move keeps its per-class defaults (e.g. forex 1h
+    0.005, crypto 1h 0.10, stock 1m 0.03, stock 1d 0.20).
+    """
+    schema = SCHEMA + "_override"
+    result = run_dbt(
+        built.database,
+        schema,
+        "run",
+        dbt_vars={"as_of": AS_OF, "mdq_outlier_z": {"*:*": 10.0, "crypto:*": 12.5}},
+        extra=["--select", "+int_candles_scored"],
+    )
+    assert result.success
+    with connect(built.database, autocommit=True) as conn:
+        default = _thresholds(conn, SCHEMA)
+        overridden = _thresholds(conn, schema)
+    assert overridden.keys() == default.keys()
+    classes = {asset_class for asset_class, _ in default}
+    assert {"crypto", "stock", "forex"} <= classes
+    for key, (z, move) in default.items():
+        assert z == 10.0
+        expected_z = 12.5 if key[0] == "crypto" else 10.0
+        assert overridden[key] == (expected_z, move), key
+    assert default[("forex", "1h")][1] == 0.005
+    assert default[("crypto", "1h")][1] == 0.10  # crypto:* beats *:1h (0.05)
+    assert default[("stock", "1m")][1] == 0.03
+    assert default[("stock", "1d")][1] == 0.20
+
+
 # --- incremental models (last: it adds rows to the module's database) ---
 
 PRICE_MODELS = "+fct_candles +dim_symbols"

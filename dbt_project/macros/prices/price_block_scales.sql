@@ -77,8 +77,8 @@ scale_blocks as (
         medians.range_median,
         deviations.range_mad,
         medians.return_candles
-        >= {{ price_check_param('scale_min_candles', 'medians.asset_class',
-                                'medians.timeframe') }} as is_enough
+        >= {{ mdq_setting('mdq_scale_min_candles', 'medians.asset_class',
+                          'medians.timeframe', cast='double precision') }} as is_enough
     from scale_medians as medians
     inner join scale_deviations as deviations
         on

@@ -148,7 +148,7 @@ final as (
             not is_final
             or ts + {{ price_timeframe_interval('timeframe') }}
             > {{ price_check_as_of() }}
-            - {{ price_check_param('forming_grace') }}::interval
+            - {{ mdq_setting('mdq_forming_grace') }}::interval
         ) is true as is_forming
     from price_lagged
 )

@@ -80,11 +80,11 @@ scored_measures as (
             when prev_dollar_volume_median > 0
                 then dollar_volume / prev_dollar_volume_median
         end as dollar_volume_ratio,
-        {{ price_check_param('outlier_z') }} as outlier_z_threshold,
-        {{ price_check_param('outlier_min_move') }} as outlier_min_move,
-        {{ price_check_param('wick_min_range_ratio') }} as wick_min_range_ratio,
-        {{ price_check_param('wick_max_body_share') }} as wick_max_body_share,
-        {{ price_check_param('wick_min_range_z') }} as wick_min_range_z
+        {{ mdq_setting('mdq_outlier_z', cast='double precision') }} as outlier_z_threshold,
+        {{ mdq_setting('mdq_outlier_min_move', cast='double precision') }} as outlier_min_move,
+        {{ mdq_setting('mdq_wick_min_range_ratio', cast='double precision') }} as wick_min_range_ratio,
+        {{ mdq_setting('mdq_wick_max_body_share', cast='double precision') }} as wick_max_body_share,
+        {{ mdq_setting('mdq_wick_min_range_z', cast='double precision') }} as wick_min_range_z
     from scored_joined
 ),
 

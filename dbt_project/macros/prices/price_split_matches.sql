@@ -74,8 +74,8 @@ split_candidates as (
         sessions.*,
         sessions.session_number - anchors.anchor_number as session_offset,
         sessions.split_fit
-        <= {{ price_check_param('split_log_tolerance', 'sessions.asset_class',
-                                'sessions.timeframe') }} as is_fit
+        <= {{ mdq_setting('mdq_split_log_tolerance', 'sessions.asset_class',
+                          'sessions.timeframe', cast='double precision') }} as is_fit
     from split_sessions as sessions
     inner join split_anchors as anchors
         on

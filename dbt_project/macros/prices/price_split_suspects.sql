@@ -4,21 +4,21 @@
     Unknown splits: candles of `scored` (price_scored_candles) that look like
     a split rather than a bad tick or a real move. A candle is a suspect when
     all hold:
-      1. its asset class is in `split_asset_classes` and no known split was
+      1. its asset class is in `mdq_split_asset_classes` and no known split was
          matched to it, it starts a session, it is an outlier move
          (is_outlier_move), and it does not undo the previous candle's
          outlier move (that is the recovery from a bad print);
       2. ln(open / prev_close) or ln(close / prev_close) lies within
-         `split_log_tolerance` of -ln(k) for a k of `split_ratios` (the
+         `mdq_split_log_tolerance` of -ln(k) for a k of `mdq_split_ratios` (the
          closest k is reported);
-      3. its dollar volume is below `split_max_dollar_volume_ratio` x the
+      3. its dollar volume is below `mdq_split_max_dollar_volume_ratio` x the
          median of the 4 previous candles (or unknown). A split changes the
          share count, not the value traded: on the real AAPL splits of
          2000-06-21 / 2005-02-28 and MSFT 2003-02-18 the ratio is 0.8 / 0.3 /
          0.3, while the real AAPL crash of 2000-09-29 (-52 %, a close ratio of
          0.48, near 1/2) traded 8.9x its dollar volume;
       4. the new level persists: the jump candle and the next
-         `split_persist_candles` candles of the series (sessions for 1d) all
+         `mdq_split_persist_candles` candles of the series (sessions for 1d) all
          close nearer prev_close / k than prev_close (in log). When the data
          ends sooner, the candles that exist decide (at least the jump candle
          itself) and persist_candles < split_persist_candles marks the finding
@@ -29,11 +29,11 @@
     dollar_volume_ratio, persist_candles, persist_required.
 -#}
 {% macro price_split_suspects(scored) %}
-{%- set ratios = var('price_checks', {}).get('split_ratios', [2, 3, 4, 5, 10, 1.5, 0.5, 0.2, 0.1]) -%}
-{%- set classes = var('price_checks', {}).get('split_asset_classes', ['stock']) -%}
+{%- set ratios = var('mdq_split_ratios', [2, 3, 4, 5, 10, 1.5, 0.5, 0.2, 0.1]) -%}
+{%- set classes = var('mdq_split_asset_classes', ['stock']) -%}
 {%- if ratios | length == 0 -%}
     {{ exceptions.raise_compiler_error(
-        "price_split_suspects: var price_checks.split_ratios is empty; expected e.g. [2, 3, 0.5]") }}
+        "price_split_suspects: var mdq_split_ratios is empty; expected e.g. [2, 3, 0.5]") }}
 {%- endif -%}
 with
 
@@ -79,13 +79,13 @@ suspect_prior_outliers as materialized (
 suspect_moves as (
     select
         candidates.*,
-        {{ price_check_param('split_log_tolerance', 'candidates.asset_class',
-                             'candidates.timeframe') }} as tolerance,
-        {{ price_check_param('split_max_dollar_volume_ratio',
-                             'candidates.asset_class', 'candidates.timeframe') }}
+        {{ mdq_setting('mdq_split_log_tolerance', 'candidates.asset_class',
+                             'candidates.timeframe', cast='double precision') }} as tolerance,
+        {{ mdq_setting('mdq_split_max_dollar_volume_ratio',
+                             'candidates.asset_class', 'candidates.timeframe', cast='double precision') }}
             as max_dollar_volume_ratio,
-        {{ price_check_param('split_persist_candles', 'candidates.asset_class',
-                             'candidates.timeframe') }} as persist_required
+        {{ mdq_setting('mdq_split_persist_candles', 'candidates.asset_class',
+                             'candidates.timeframe', cast='double precision') }} as persist_required
     from suspect_candidates as candidates
     left join suspect_prior_outliers as prior
         on

@@ -66,7 +66,7 @@ final as (
     select
         'flat_filler_candles'::text as check_name,
         'flat_filler'::text as anomaly_type,
-        {{ price_check_param('flat_filler_severity') }}::text as severity,
+        {{ mdq_setting('mdq_flat_filler_severity') }}::text as severity,
         symbol,
         asset_class,
         timeframe,

@@ -12,7 +12,7 @@
       zero_volume_move         volume = 0 but open <> close: a price moved
                                without trades (a data-vendor artefact; warn
                                by default)
-    Severities: the *_severity parameters of var price_checks.
+    Severities: the vars mdq_*_severity (macro mdq_setting).
 -#}
 {% test ohlc_integrity(model) %}
 
@@ -113,11 +113,11 @@ final as (
         'ohlc_integrity'::text as check_name,
         anomaly_type::text as anomaly_type,
         (case anomaly_type
-            when 'invalid_price' then {{ price_check_param('invalid_price_severity') }}
-            when 'nonpositive_price' then {{ price_check_param('nonpositive_price_severity') }}
-            when 'negative_volume' then {{ price_check_param('negative_volume_severity') }}
-            when 'ohlc_integrity' then {{ price_check_param('ohlc_integrity_severity') }}
-            else {{ price_check_param('zero_volume_move_severity') }}
+            when 'invalid_price' then {{ mdq_setting('mdq_invalid_price_severity') }}
+            when 'nonpositive_price' then {{ mdq_setting('mdq_nonpositive_price_severity') }}
+            when 'negative_volume' then {{ mdq_setting('mdq_negative_volume_severity') }}
+            when 'ohlc_integrity' then {{ mdq_setting('mdq_ohlc_integrity_severity') }}
+            else {{ mdq_setting('mdq_zero_volume_move_severity') }}
         end)::text as severity,
         symbol,
         asset_class,

@@ -70,8 +70,8 @@ outliers as (
         spikes.recovery_ts,
         (
             scored.dollar_volume_ratio
-            >= {{ price_check_param('outlier_confirmed_volume_ratio',
-                                    'scored.asset_class', 'scored.timeframe') }}
+            >= {{ mdq_setting('mdq_outlier_confirmed_volume_ratio',
+                              'scored.asset_class', 'scored.timeframe', cast='double precision') }}
         ) is true as is_volume_confirmed,
         (
             next_candles.ts is not null and spikes.recovery_ts is null
@@ -101,8 +101,8 @@ final as (
         'outlier'::text as anomaly_type,
         (case
             when is_volume_confirmed or is_level_held
-                then {{ price_check_param('outlier_confirmed_severity') }}
-            else {{ price_check_param('outlier_severity') }}
+                then {{ mdq_setting('mdq_outlier_confirmed_severity') }}
+            else {{ mdq_setting('mdq_outlier_severity') }}
         end)::text as severity,
         symbol,
         asset_class,

@@ -26,7 +26,7 @@ with
 suspect_rows as (
     select
         'split_suspect'::text as anomaly_type,
-        {{ price_check_param('split_suspect_severity') }}::text as severity,
+        {{ mdq_setting('mdq_split_suspect_severity') }}::text as severity,
         symbol,
         asset_class,
         timeframe,
@@ -64,8 +64,8 @@ known_rows as (
         end::text as anomaly_type,
         (case
             when match_status = 'matched'
-                then {{ price_check_param('split_date_mismatch_severity') }}
-            else {{ price_check_param('split_not_observed_severity') }}
+                then {{ mdq_setting('mdq_split_date_mismatch_severity') }}
+            else {{ mdq_setting('mdq_split_not_observed_severity') }}
         end)::text as severity,
         symbol,
         asset_class,
@@ -82,7 +82,7 @@ known_rows as (
         end)::double precision as observed_value,
         (case
             when match_status = 'matched' then 0
-            else {{ price_check_param('split_log_tolerance') }}
+            else {{ mdq_setting('mdq_split_log_tolerance', cast='double precision') }}
         end)::double precision as expected_value,
         case
             when match_status = 'matched'

@@ -28,7 +28,7 @@ final as (
     select
         'wick_outliers'::text as check_name,
         'wick_outlier'::text as anomaly_type,
-        {{ price_check_param('wick_severity') }}::text as severity,
+        {{ mdq_setting('mdq_wick_severity') }}::text as severity,
         symbol,
         asset_class,
         timeframe,
