@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from flows.db import Database, connect
+from flows.db.calendars import refresh_calendars
 from flows.db.migrate import apply_migrations
 from flows.dbt import run_dbt
 from tests.support import insert_candles
@@ -424,6 +425,8 @@ def built(make_database: Callable[[], Database]) -> Iterator[Built]:
     with connect(database, autocommit=True) as conn:
         apply_migrations(conn)
         adjusted = load_everything(conn)
+        # session dates use the calendars' zones from trading_calendars (as the quality flow)
+        refresh_calendars(conn, today=date(2026, 8, 7))
     result = run_dbt(database, SCHEMA, "build", dbt_vars={"as_of": AS_OF})
     with connect(database, autocommit=True) as conn:
         findings = read_findings(conn, f"{SCHEMA}_audit")
@@ -435,7 +438,8 @@ def built(make_database: Callable[[], Database]) -> Iterator[Built]:
         dbt_vars={"as_of": AS_OF, "price_checks_use_models": False},
         extra=[
             "--select",
-            "stg_market__candles stg_market__instruments stg_market__corporate_actions",
+            "stg_market__candles stg_market__instruments stg_market__corporate_actions"
+            " stg_market__trading_calendars",
             # the calendar checks on the same model need models this build does not make
             "--exclude",
             "tag:gaps tag:staleness tag:duplicates tag:timestamps",
@@ -735,7 +739,6 @@ def test_real_files_have_few_findings(built: Built) -> None:
     }
     assert counts["AAPL"] <= 5 and counts["MSFT"] <= 5
     assert counts["BTCUSD"] <= 20 and counts["EURUSD"] <= 15
-
 
 
 def _thresholds(conn: psycopg.Connection, schema: str) -> dict[tuple[str, str], tuple[float, ...]]:

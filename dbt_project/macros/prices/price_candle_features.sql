@@ -10,12 +10,14 @@
     ingested_at for the incremental models).
 
     Cost: one sort per (symbol, timeframe) for the lag/lead window (like a lag
-    gap scan) and a hash join to the instruments; no per-row percentile.
+    gap scan) and hash joins to the instruments and trading calendars; no per-row percentile.
 
     Returns a SELECT with one row per input candle and, besides the input
     columns:
       session_date       exchange-local date of ts (time zone of the
-                         instrument's calendar, UTC without an instruments row)
+                         instrument's calendar in trading_calendars, written by
+                         `mdq calendars refresh`; UTC without an instruments
+                         row or a refreshed calendar)
       is_session_start   first candle of its session_date in the series
       is_valid           all four prices finite and > 0 (logs are defined)
       prev_ts, prev_close  previous candle of the series (any validity)
@@ -52,10 +54,12 @@ price_input as (
         {%- for column in extra_columns %}
         candles.{{ column }},
         {%- endfor %}
-        {{ price_calendar_timezone('instruments.calendar') }} as time_zone
+        coalesce(calendars.timezone, 'UTC') as time_zone
     from {{ candles }} as candles
     left join {{ ref('stg_market__instruments') }} as instruments
         on candles.symbol = instruments.symbol
+    left join {{ ref('stg_market__trading_calendars') }} as calendars
+        on instruments.calendar = calendars.calendar
 ),
 
 price_located as (

@@ -54,22 +54,6 @@
 {% endmacro %}
 
 {#-
-    price_calendar_timezone(calendar_column)
-
-    IANA time zone of a trading calendar code from the var
-    `price_checks_calendar_timezones`; 'UTC' for unknown codes and nulls.
--#}
-{% macro price_calendar_timezone(calendar_column) %}
-    {%- set zones = var('price_checks_calendar_timezones', {}) -%}
-    (case {{ calendar_column }}
-    {%- for calendar, zone in zones.items() %}
-        when '{{ calendar }}' then '{{ zone }}'
-    {%- endfor %}
-        else 'UTC'
-    end)
-{% endmacro %}
-
-{#-
     price_median_of_4(a, b, c, d)
 
     Median of up to four nullable double precision expressions, in O(1) per

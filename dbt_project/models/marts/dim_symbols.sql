@@ -5,6 +5,10 @@ instruments as (
     select * from {{ ref('stg_market__instruments') }}
 ),
 
+calendars as (
+    select * from {{ ref('stg_market__trading_calendars') }}
+),
+
 candles as (
     select * from {{ ref('fct_candles') }}
 ),
@@ -51,7 +55,7 @@ final as (
             as asset_class,
         instruments.exchange,
         instruments.calendar,
-        {{ price_calendar_timezone('instruments.calendar') }} as time_zone,
+        coalesce(calendars.timezone, 'UTC') as time_zone,
         instruments.quote_currency,
         coalesce(instruments.is_active, false) as is_active,
         instruments.symbol is not null as has_instrument,
@@ -63,6 +67,7 @@ final as (
         coalesce(split_summary.unobserved_splits, 0) as unobserved_splits
     from symbols
     left join instruments on symbols.symbol = instruments.symbol
+    left join calendars on instruments.calendar = calendars.calendar
     left join candle_summary on symbols.symbol = candle_summary.symbol
     left join split_summary on symbols.symbol = split_summary.symbol
 )
