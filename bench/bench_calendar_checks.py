@@ -1,12 +1,15 @@
 """Time the calendar checks (dbt tests) on synthetic candles and print a table.
 
 Usage: MDQ_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
-    python bench/bench_calendar_checks.py [ROWS ...]
+    python bench/bench_calendar_checks.py [--keep] [ROWS ...]
 
 For each size, a fresh database gets ROWS 1m crypto candles (24/7, 20 symbols, one 60-minute
 hole per symbol per day) plus the same number of XNYS 1m stock candles (regular sessions only,
 built from trading_sessions), then dbt builds the calendar models and runs the five checks; the
-table shows dbt's execution time per check. The database is dropped afterwards.
+table shows dbt's execution time per check, and the time of a bare lag() scan over the same
+rows (the floor a set-based gap check can reach) with each check's ratio to it. The database is
+dropped afterwards unless --keep is given (its name is printed, e.g. to EXPLAIN the compiled
+tests against it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,15 @@ CHECKS = [
     "out_of_session_candles",
 ]
 SYMBOLS = 20
+CALENDAR_SELECTION = [f"+{check}_stg_market__candles" for check in CHECKS]
+BARE_LAG_SCAN = """
+    select count(*)
+    from (
+        select ts - lag(ts) over (partition by symbol, timeframe order by ts) as step
+        from market_data
+    ) as steps
+    where step > interval '1 minute'
+"""
 
 
 def load(conn, rows: int) -> None:  # type: ignore[no-untyped-def]
@@ -68,12 +80,12 @@ def load(conn, rows: int) -> None:  # type: ignore[no-untyped-def]
     conn.execute("analyze")
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], keep: bool = False) -> None:
     url = os.environ.get("MDQ_DATABASE_URL")
     if not url:
         sys.exit("set MDQ_DATABASE_URL to a PostgreSQL server (a database is created there)")
     server = parse_url(url)
-    print(f"{'rows':>10} {'check':<24} {'seconds':>8}")
+    print(f"{'rows':>10} {'check':<24} {'seconds':>8} {'x lag':>8}")
     for size in sizes:
         name = f"mdq_bench_{uuid.uuid4().hex[:8]}"
         with connect(server, autocommit=True) as conn:
@@ -95,18 +107,36 @@ def main(sizes: list[int]) -> None:
                 load(conn, size)
                 loaded = conn.execute("select count(*) from market_data").fetchone()[0]
             print(f"{loaded:>10} {'(load)':<24} {time.perf_counter() - started:>8.1f}")
+            with connect(database, autocommit=True) as conn:
+                started = time.perf_counter()
+                conn.execute(BARE_LAG_SCAN).fetchone()
+                lag_seconds = time.perf_counter() - started
+            print(f"{loaded:>10} {'(bare lag scan)':<24} {lag_seconds:>8.1f} {1.0:>8.1f}")
             as_of = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
-            result = run_dbt(database, "bench", "build", dbt_vars={"as_of": as_of})
+            result = run_dbt(
+                database,
+                "bench",
+                "build",
+                dbt_vars={"as_of": as_of},
+                extra=["--select", *CALENDAR_SELECTION, "--indirect-selection", "cautious"],
+            )
             for node in result.result or []:
                 check = node.node.name.removesuffix("_stg_market__candles")
                 if check in CHECKS or node.node.name.startswith("int_"):
-                    print(f"{loaded:>10} {check:<24} {node.execution_time:>8.1f}")
+                    seconds = node.execution_time
+                    print(f"{loaded:>10} {check:<24} {seconds:>8.1f} {seconds / lag_seconds:>8.1f}")
         finally:
-            with connect(server, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-                )
+            if keep:
+                print(f"kept database {name}")
+            else:
+                with connect(server, autocommit=True) as conn:
+                    conn.execute(
+                        sql.SQL("drop database if exists {} with (force)").format(
+                            sql.Identifier(name)
+                        )
+                    )
 
 
 if __name__ == "__main__":
-    main([int(arg) for arg in sys.argv[1:]] or [200_000, 1_000_000])
+    args = sys.argv[1:]
+    main([int(arg) for arg in args if arg != "--keep"] or [200_000, 1_000_000], "--keep" in args)

@@ -180,15 +180,15 @@
         {%- endif %}
     ),
 
-    mdq_instruments as (
+    mdq_instruments as not materialized (
         select * from {{ ref('stg_market__instruments') }}
     ),
 
-    mdq_calendars as (
+    mdq_calendars as not materialized (
         select * from {{ ref('stg_market__trading_calendars') }}
     ),
 
-    mdq_sessions_enumerated as (
+    mdq_sessions_enumerated as not materialized (
         select * from {{ ref('int_trading_sessions_enumerated') }}
     ),
 
@@ -204,6 +204,9 @@
         from mdq_candles_source as candles
         left join mdq_instruments as instruments
             on candles.symbol = instruments.symbol
+        -- optimisation fence: calendar becomes a plain column, not a case
+        -- expression re-evaluated in every join condition
+        offset 0
     ),
 
     mdq_candles_dated as (
@@ -222,6 +225,10 @@
         from mdq_candles_calendared as candles
         left join mdq_calendars as calendars
             on candles.calendar = calendars.calendar
+        -- optimisation fence: session_date becomes a plain column, so the
+        -- planner hash-joins the (small) enumerated sessions instead of
+        -- sorting every candle for a merge join
+        offset 0
     ),
 
     candles_sessionized as (
@@ -233,7 +240,11 @@
             candles.as_of,
             candles.calendar,
             candles.venue,
-            {{ mdq_timeframe_seconds('candles.timeframe') }} as timeframe_seconds,
+            -- from the session row when there is one (no regex per candle)
+            coalesce(
+                sessions.timeframe_seconds,
+                {{ mdq_timeframe_seconds('candles.timeframe') }}
+            ) as timeframe_seconds,
             candles.timeframe = '1d' as is_daily,
             candles.session_date,
             candles.timezone,
@@ -262,28 +273,33 @@
                 ),
                 false
             ) as is_in_session,
+            -- date_part (double precision), not extract (numeric): whole
+            -- seconds are exact in a double and the arithmetic is several
+            -- times cheaper per row
             case
                 when candles.timeframe = '1d' then sessions.bars_before
                 else sessions.bars_before + floor(
-                    extract(epoch from candles.ts - sessions.open_at)
+                    date_part('epoch', candles.ts - sessions.open_at)
                     / sessions.timeframe_seconds
                 )::bigint
             end as slot_ordinal,
             case
                 when candles.timeframe = '1d'
-                    then extract(epoch from candles.ts - sessions.session_label_at)
-                else mod(
-                    extract(epoch from candles.ts - sessions.open_at)::numeric,
-                    sessions.timeframe_seconds
-                )
+                    then date_part('epoch', candles.ts - sessions.session_label_at)
+                else date_part('epoch', candles.ts - sessions.open_at)
+                    - sessions.timeframe_seconds * floor(
+                        date_part('epoch', candles.ts - sessions.open_at)
+                        / sessions.timeframe_seconds
+                    )
             end::double precision as slot_offset_seconds,
             case
                 when candles.timeframe = '1d'
                     then candles.ts in (sessions.session_label_at, sessions.open_at)
-                else mod(
-                    extract(epoch from candles.ts - sessions.open_at)::numeric,
-                    sessions.timeframe_seconds
-                ) = 0
+                else date_part('epoch', candles.ts - sessions.open_at)
+                    - sessions.timeframe_seconds * floor(
+                        date_part('epoch', candles.ts - sessions.open_at)
+                        / sessions.timeframe_seconds
+                    ) = 0
             end as is_aligned
             {%- for column in value_columns %},
             candles.{{ column }}

@@ -21,6 +21,8 @@
         row is the one to keep.
 
     observed_value: rows of the key, session or slot; expected_value: 1.
+    Cost: one window pass over (symbol, timeframe, ts); the grouping reads
+    only the rows that have a neighbour with the same ts or slot.
 -#}
 {%- if value_columns is string or value_columns | length == 0 -%}
     {{ exceptions.raise_compiler_error(
@@ -39,6 +41,51 @@ with
     value_columns=value_columns
 ) }},
 
+ordered as (
+    -- the scan: one window pass over (symbol, timeframe, ts), the unique key's
+    -- order. The rows of one key, and the in-session rows of one slot, are
+    -- consecutive in it (slot ordinals grow with ts and an out-of-session
+    -- candle cannot fall inside a slot), so a row belongs to a duplicate group
+    -- exactly when a neighbour shares its ts or its slot.
+    select
+        symbol,
+        asset_class,
+        timeframe,
+        ts,
+        is_daily,
+        session_date,
+        calendar,
+        is_in_session,
+        slot_ordinal,
+        {%- for column in value_columns %}
+        {{ column }},
+        {%- endfor %}
+        lag(ts) over by_series as previous_ts,
+        lead(ts) over by_series as next_ts,
+        lag(case when is_in_session then slot_ordinal end) over by_series
+            as previous_slot_ordinal,
+        lead(case when is_in_session then slot_ordinal end) over by_series
+            as next_slot_ordinal
+    from candles_sessionized
+    window by_series as (partition by symbol, timeframe order by ts)
+),
+
+grouped_rows as materialized (
+    -- the few rows in a key or slot group; everything below reads only these
+    select
+        *,
+        ts in (previous_ts, next_ts) as is_key_member,
+        is_in_session
+        and slot_ordinal in (previous_slot_ordinal, next_slot_ordinal)
+            as is_slot_member
+    from ordered
+    where ts in (previous_ts, next_ts)
+        or (
+            is_in_session
+            and slot_ordinal in (previous_slot_ordinal, next_slot_ordinal)
+        )
+),
+
 key_duplicates as (
     select
         symbol,
@@ -46,15 +93,15 @@ key_duplicates as (
         ts,
         min(asset_class) as asset_class,
         count(*) as row_count,
-        -- identical when every value column has one value (hash-aggregate
-        -- friendly)
+        -- identical when every value column has one value
         (
             {%- for column in value_columns %}
             min({{ column }}) is not distinct from max({{ column }})
             and count({{ column }}) in (0, count(*)){{ ' and' if not loop.last }}
             {%- endfor %}
         ) as is_identical
-    from mdq_candles_source
+    from grouped_rows
+    where is_key_member
     group by symbol, timeframe, ts
     having count(*) > 1
 ),
@@ -71,8 +118,8 @@ slot_duplicates as (
         min(ts) as first_ts,
         max(ts) as last_ts,
         count(*) as row_count
-    from candles_sessionized
-    where is_in_session
+    from grouped_rows
+    where is_slot_member
     group by symbol, timeframe, slot_ordinal
     having min(ts) <> max(ts)
 ),

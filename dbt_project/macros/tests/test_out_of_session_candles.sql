@@ -32,10 +32,18 @@ with
     calendar_column=calendar_column
 ) }},
 
-outside as (
+not_in_session as materialized (
+    -- one pass over the candles; only the (few) rows outside every session
+    -- are kept for the two branches below
     select *
     from candles_sessionized
-    where not is_in_session and is_covered
+    where not is_in_session
+),
+
+outside as (
+    select *
+    from not_in_session
+    where is_covered
 ),
 
 not_covered as (
@@ -49,8 +57,8 @@ not_covered as (
         min(ts) as first_ts,
         max(ts) as last_ts,
         count(*) as candle_count
-    from candles_sessionized
-    where not is_in_session and not is_covered
+    from not_in_session
+    where not is_covered
     group by symbol, timeframe, calendar
 ),
 
