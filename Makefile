@@ -28,7 +28,7 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check flows tests
+	$(BIN)/ruff check mdq flows tests bench
 
 docs: $(STAMP)
 	$(BIN)/mdq docs

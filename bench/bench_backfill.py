@@ -23,16 +23,16 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from psycopg import sql
 
-from flows.backfill_core import BackfillOptions, SeriesRequest, load_series
-from flows.config import load_settings
-from flows.db import backfill as db
-from flows.db import connect, open_database
-from flows.db.migrate import apply_migrations
-from flows.notify import RecordingNotifier
-from flows.providers.base import FetchResult
-from flows.providers.synthetic import SyntheticProvider
-from flows.validation import finality
-from flows.windows import Window
+from mdq.backfill_core import BackfillOptions, SeriesRequest, load_series
+from mdq.config import load_settings
+from mdq.db import backfill as db
+from mdq.db import connect, open_database
+from mdq.db.migrate import apply_migrations
+from mdq.notify import RecordingNotifier
+from mdq.providers.base import FetchResult
+from mdq.providers.synthetic import SyntheticProvider
+from mdq.validation import finality
+from mdq.windows import Window
 
 
 class Corrected:

@@ -22,10 +22,10 @@ from datetime import UTC, date, datetime
 
 from psycopg import sql
 
-from flows.db import connect, parse_url
-from flows.db.calendars import refresh_calendars
-from flows.db.migrate import apply_migrations
-from flows.dbt import run_dbt
+from mdq.db import connect, parse_url
+from mdq.db.calendars import refresh_calendars
+from mdq.db.migrate import apply_migrations
+from mdq.dbt_runner import run_dbt
 
 CHECKS = [
     "candle_gaps",

@@ -44,10 +44,10 @@ from pathlib import Path
 
 from psycopg import sql
 
-from flows import embedded
-from flows.db import Database, connect, parse_url
-from flows.db.migrate import apply_migrations
-from flows.dbt import run_dbt
+from mdq import embedded
+from mdq.db import Database, connect, parse_url
+from mdq.db.migrate import apply_migrations
+from mdq.dbt_runner import run_dbt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "bench"

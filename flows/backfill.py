@@ -2,8 +2,8 @@
 timeframe), at most ``max_concurrency`` at a time.
 
 Windows are half-open ``[start, end)``: ``end`` is excluded (BH-04). The flow is thin: the
-work is :func:`flows.backfill_core.run_backfill` (planning, waves) and
-:func:`flows.backfill_core.load_series` (one series), which this module wraps in a task.
+work is :func:`mdq.backfill_core.run_backfill` (planning, waves) and
+:func:`mdq.backfill_core.load_series` (one series), which this module wraps in a task.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.backfill_core import (
+from mdq.backfill_core import (
     MAX_WORKERS,
     BackfillOptions,
     SeriesRequest,
@@ -24,11 +24,11 @@ from flows.backfill_core import (
     load_series,
     run_backfill,
 )
-from flows.config import load_settings
-from flows.db import Database
-from flows.exceptions import ProviderConfigError
-from flows.notify import Notifier
-from flows.providers.base import Provider
+from mdq.config import load_settings
+from mdq.db import Database
+from mdq.exceptions import ProviderConfigError
+from mdq.notify import Notifier
+from mdq.providers.base import Provider
 
 __all__ = ["backfill", "backfill_series", "load_sample_data", "run_backfill"]
 
@@ -75,7 +75,7 @@ def backfill(
     ``max_concurrency`` at a time (default: setting ``MDQ_BACKFILL_MAX_CONCURRENCY``).
 
     Args:
-        provider: ``csv``, ``synthetic`` or a :class:`~flows.providers.base.Provider`; None
+        provider: ``csv``, ``synthetic`` or a :class:`~mdq.providers.base.Provider`; None
             (scheduled deployments): the settings ``MDQ_BACKFILL_PROVIDER`` and
             ``MDQ_BACKFILL_PATH``.
         symbols: symbols to load (default: active instruments the provider serves, else all).
@@ -85,8 +85,8 @@ def backfill(
         path: csv: the file.
         mapping: csv: the mapping TOML (default: beside the file).
         seed: synthetic: the seed.
-        database: a :class:`~flows.db.Database` to write to (default: from the settings).
-        notifier: a :class:`~flows.notify.Notifier` (default: log + Prefect event).
+        database: a :class:`~mdq.db.Database` to write to (default: from the settings).
+        notifier: a :class:`~mdq.notify.Notifier` (default: log + Prefect event).
         max_concurrency: tasks at once.
         on_result: callable, given each series' :class:`SeriesResult` as it completes (the
             CLI's progress bar).

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from flows import embedded
-from flows.db import Database, connect, parse_url
-from flows.db.migrate import apply_migrations
+from mdq import embedded
+from mdq.db import Database, connect, parse_url
+from mdq.db.migrate import apply_migrations
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

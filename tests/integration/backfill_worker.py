@@ -18,11 +18,11 @@ import os
 import time
 from datetime import UTC, datetime
 
-from flows.backfill_core import BackfillOptions, SeriesRequest, load_series
-from flows.db import parse_url
-from flows.notify import RecordingNotifier
-from flows.providers.synthetic import SyntheticProvider
-from flows.windows import Window
+from mdq.backfill_core import BackfillOptions, SeriesRequest, load_series
+from mdq.db import parse_url
+from mdq.notify import RecordingNotifier
+from mdq.providers.synthetic import SyntheticProvider
+from mdq.windows import Window
 
 
 def main() -> None:

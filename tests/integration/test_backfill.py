@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows.backfill_core import (
+from mdq.backfill_core import (
     BackfillOptions,
     SeriesRequest,
     SeriesResult,
@@ -27,14 +27,14 @@ from flows.backfill_core import (
     load_series,
     run_backfill,
 )
-from flows.db import Database, connect
-from flows.db import backfill as db
-from flows.db.migrate import apply_migrations
-from flows.notify import RecordingNotifier
-from flows.providers.base import Provider
-from flows.providers.csv_file import CsvFileProvider, sample_files
-from flows.providers.synthetic import Faults, SyntheticProvider
-from flows.windows import Window
+from mdq.db import Database, connect
+from mdq.db import backfill as db
+from mdq.db.migrate import apply_migrations
+from mdq.notify import RecordingNotifier
+from mdq.providers.base import Provider
+from mdq.providers.csv_file import CsvFileProvider, sample_files
+from mdq.providers.synthetic import Faults, SyntheticProvider
+from mdq.windows import Window
 from tests.support import insert_candles
 
 pytestmark = pytest.mark.integration
@@ -614,7 +614,7 @@ def test_mdq_backfill_cli_loads_each_real_file_unedited(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
     env["MDQ_DATABASE_URL"] = database.url()
     result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "backfill", "--provider", "csv", "--path", str(path)],
+        [sys.executable, "-m", "mdq.cli", "backfill", "--provider", "csv", "--path", str(path)],
         capture_output=True,
         text=True,
         env=env,
@@ -631,7 +631,7 @@ def test_mdq_backfill_cli_loads_each_real_file_unedited(
 def test_a_symbol_the_source_does_not_have_is_a_failure_not_silence(
     bf_database: Database, bconn: psycopg.Connection, tmp_path: Path
 ) -> None:
-    from flows.backfill_core import run_backfill
+    from mdq.backfill_core import run_backfill
 
     path = tmp_path / "one.csv"
     path.write_text(HEADER + "HAVE,crypto,1h,2024-05-06T00:00:00Z,10,11,9,10.5,100\n")
@@ -658,7 +658,7 @@ def test_a_symbol_the_source_does_not_have_is_a_failure_not_silence(
 def test_a_worker_whose_lease_was_taken_over_stops_writing(
     bf_database: Database, bconn: psycopg.Connection
 ) -> None:
-    from flows.exceptions import LeaseLost
+    from mdq.exceptions import LeaseLost
 
     window = Window(utc(2024, 1, 1), utc(2024, 1, 2))
     mine = db.create_backfill_state(

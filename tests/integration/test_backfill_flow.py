@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import pytest
 
 from flows.backfill import backfill
-from flows.db import Database, connect
-from flows.db.migrate import apply_migrations
-from flows.exceptions import ProviderConfigError
-from flows.notify import RecordingNotifier
-from flows.providers.base import FetchResult, Series
-from flows.providers.synthetic import SyntheticProvider
-from flows.windows import Window
+from mdq.db import Database, connect
+from mdq.db.migrate import apply_migrations
+from mdq.exceptions import ProviderConfigError
+from mdq.notify import RecordingNotifier
+from mdq.providers.base import FetchResult, Series
+from mdq.providers.synthetic import SyntheticProvider
+from mdq.windows import Window
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 with real dbt: every field case of the calendar half of issue 4 and the real files.
 
 All field cases are loaded at once with distinct symbols (``BH04_AAA``, ...), sessions are
-refreshed through :func:`flows.db.calendars.refresh_calendars`, and dbt runs once per module
+refreshed through :func:`mdq.db.calendars.refresh_calendars`, and dbt runs once per module
 (``build`` at a late ``as_of``, then the staleness test alone at a Monday-morning ``as_of``).
 """
 
@@ -22,10 +22,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from flows.db import Database, connect
-from flows.db.calendars import refresh_calendars
-from flows.db.migrate import apply_migrations
-from flows.dbt import DBT_PROJECT_DIR, run_dbt
+from mdq.db import Database, connect
+from mdq.db.calendars import refresh_calendars
+from mdq.db.migrate import apply_migrations
+from mdq.dbt_runner import DBT_PROJECT_DIR, run_dbt
 from tests.support import insert_candles
 
 pytestmark = [pytest.mark.integration, pytest.mark.dbt]
@@ -600,7 +600,7 @@ def test_cli_calendars_refresh_is_idempotent_and_removes_stale_sessions(
         )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
     env["MDQ_DATABASE_URL"] = database.url()
-    args = [sys.executable, "-m", "flows.cli", "calendars", "refresh"]
+    args = [sys.executable, "-m", "mdq.cli", "calendars", "refresh"]
     window = ["--start", "2025-01-01", "--end", "2025-02-01", "--calendar", "XNYS"]
     first = subprocess.run(args + window, capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr

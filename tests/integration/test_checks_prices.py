@@ -24,10 +24,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from flows.db import Database, connect
-from flows.db.calendars import refresh_calendars
-from flows.db.migrate import apply_migrations
-from flows.dbt import run_dbt
+from mdq.db import Database, connect
+from mdq.db.calendars import refresh_calendars
+from mdq.db.migrate import apply_migrations
+from mdq.dbt_runner import run_dbt
 from tests.support import insert_candles
 
 pytestmark = [pytest.mark.integration, pytest.mark.dbt]

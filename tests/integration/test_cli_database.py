@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows import embedded
-from flows.db import Database, connect
+from mdq import embedded
+from mdq.db import Database, connect
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def run_mdq(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "mdq.cli", *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from flows.db import Database, connect
-from flows.db.migrate import apply_migrations
-from flows.dedupe import cleanup_duplicate_records, restore_duplicate_records
-from flows.exceptions import CleanupNotFound, DuplicateKeysBlockMigration, RestoreConflict
+from mdq.db import Database, connect
+from mdq.db.migrate import apply_migrations
+from mdq.dedupe import cleanup_duplicate_records, restore_duplicate_records
+from mdq.exceptions import CleanupNotFound, DuplicateKeysBlockMigration, RestoreConflict
 from tests.integration.test_cli_database import run_mdq
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from flows.db import Database
+from mdq.db import Database
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def mdq(database: Database, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
     env.update({"MDQ_DATABASE_URL": database.url(), "COLUMNS": "200"})
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "mdq.cli", *args],
         capture_output=True,
         text=True,
         env=env,

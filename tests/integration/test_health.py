@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from flows.db import Database, connect
-from flows.db.migrate import apply_migrations
-from flows.health import health_check, run_health_check
-from flows.health_rules import FailureStreak, Problem, SeriesHealth, find_problems, plan_alerts
-from flows.notify import RecordingNotifier
+from flows.health import health_check
+from mdq.db import Database, connect
+from mdq.db.migrate import apply_migrations
+from mdq.health import run_health_check
+from mdq.health_rules import FailureStreak, Problem, SeriesHealth, find_problems, plan_alerts
+from mdq.notify import RecordingNotifier
 from tests.support import insert_candles
 
 pytestmark = pytest.mark.integration
@@ -139,7 +140,7 @@ def test_the_health_flow_writes_a_snapshot(
 def test_mdq_health_exit_status(hdb: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from mdq.cli import app
 
     monkeypatch.setenv("MDQ_DATABASE_URL", hdb.url())
     result = CliRunner().invoke(app, ["health", "--as-of", "2024-06-01T12:00:00Z", "--no-refresh"])

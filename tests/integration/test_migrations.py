@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from flows.db import Database, connect
-from flows.db.migrate import apply_migrations, available_migrations
-from flows.exceptions import DuplicateKeysBlockMigration
+from mdq.db import Database, connect
+from mdq.db.migrate import apply_migrations, available_migrations
+from mdq.exceptions import DuplicateKeysBlockMigration
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,11 @@ import psycopg
 import pytest
 import yaml
 
-from flows.db import Database, connect
-from flows.db.migrate import apply_migrations
-from flows.dbt import DBT_PROJECT_DIR
-from flows.quality_checks import quality_checks, run_quality_checks
+from flows.quality_checks import quality_checks
+from mdq.db import Database, connect
+from mdq.db.migrate import apply_migrations
+from mdq.dbt_runner import DBT_PROJECT_DIR
+from mdq.quality import run_quality_checks
 from tests.support import insert_candles
 
 pytestmark = [pytest.mark.integration, pytest.mark.dbt]
@@ -213,7 +214,7 @@ def mdq(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> Any:
     """Run an mdq command in-process (the console script's code path, without its start-up)."""
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from mdq.cli import app
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -262,7 +263,7 @@ def test_mdq_check_exit_status_and_anomalies_json(
 def test_mdq_docs_generates_the_site(qdb: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from mdq.cli import app
 
     monkeypatch.setenv("MDQ_DATABASE_URL", qdb.url())
     monkeypatch.setenv("MDQ_DBT_SCHEMA", SCHEMA)

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from flows.anomalies import (
+from mdq.anomalies import (
     SAMPLE_SIZE,
     anomalies_from_rows,
     fingerprint,
     row_shape,
     severity_of,
 )
-from flows.dbt import DbtTestResult
+from mdq.dbt_runner import DbtTestResult
 
 
 def make_test(**overrides: object) -> DbtTestResult:
@@ -227,14 +227,14 @@ def test_a_bad_timestamp_names_the_test_and_the_column() -> None:
     ],
 )
 def test_check_selection(flags: tuple[bool, bool, bool], selection: list[str] | None) -> None:
-    from flows.quality_checks import check_selection
+    from mdq.quality import check_selection
 
     assert check_selection(*flags) == selection
 
 
 def test_an_empty_selection_runs_nothing() -> None:
-    from flows.db import Database
-    from flows.dbt import build
+    from mdq.db import Database
+    from mdq.dbt_runner import build
 
     nowhere = Database("/nonexistent", 1, "nobody", "", "nothing")
     result = build(nowhere, "mdq", select=[], use_prefect=False)

@@ -1,4 +1,4 @@
-"""Unit tests of flows.calendars: sessions of exchanges, 24/7 and the FX week (no database)."""
+"""Unit tests of mdq.calendars: sessions of exchanges, 24/7 and the FX week (no database)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from flows.calendars import (
+from mdq.calendars import (
     CALENDAR_FX,
     build_sessions,
     calendar_info,
@@ -15,7 +15,7 @@ from flows.calendars import (
     sessions_24_7,
     sessions_fx,
 )
-from flows.exceptions import UnknownCalendar
+from mdq.exceptions import UnknownCalendar
 
 REAL_EURUSD = "/work/shared/data/real/gym-anytrading-2.0.0_FOREX_EURUSD_1H_ASK.csv"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import load_settings
-from flows.db import Database, parse_url
-from flows.exceptions import SettingsError
+from mdq.config import load_settings
+from mdq.db import Database, parse_url
+from mdq.exceptions import SettingsError
 
 
 def test_defaults_use_embedded_database_under_dot_mdq(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from flows.deployments import AFTER_BACKFILL_TRIGGER, BACKFILL_CRON, HEALTH_CRON
+from mdq.deployments import AFTER_BACKFILL_TRIGGER, BACKFILL_CRON, HEALTH_CRON
 
 PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
@@ -60,7 +60,7 @@ def test_entrypoints_load(configs: dict[str, dict], name: str) -> None:
 
 def test_mdq_serve_builds_the_same_three_deployments(configs: dict[str, dict]) -> None:
     pytest.importorskip("flows.backfill", reason="the backfill flow lands with issue 3")
-    from flows.deployments import build_deployments
+    from mdq.deployments import build_deployments
 
     built = {d.name: d for d in build_deployments()}
     assert set(built) == set(configs)

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.exceptions import ProviderConfigError
-from flows.providers.csv_file import CsvFileProvider, CsvMapping, sample_files
-from flows.providers.synthetic import Faults, SyntheticProvider
-from flows.windows import Window
+from mdq.exceptions import ProviderConfigError
+from mdq.providers.csv_file import CsvFileProvider, CsvMapping, sample_files
+from mdq.providers.synthetic import Faults, SyntheticProvider
+from mdq.windows import Window
 
 ALL_TIME = Window(datetime(1990, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 HEADER = "symbol,asset_class,timeframe,ts,open,high,low,close,volume\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from flows.exceptions import UnsupportedTimeframe
-from flows.validation import (
+from mdq.exceptions import UnsupportedTimeframe
+from mdq.validation import (
     dedupe_batch,
     finality,
     grid_for,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from flows.exceptions import InvalidWindow
-from flows.windows import (
+from mdq.exceptions import InvalidWindow
+from mdq.windows import (
     Window,
     classify_fetch,
     next_cursor,

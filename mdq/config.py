@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from flows.exceptions import SettingsError
+from mdq.exceptions import SettingsError
 
 _IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 

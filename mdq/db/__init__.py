@@ -2,7 +2,7 @@
 
 Values always travel as ``%s`` parameters and identifiers through ``psycopg.sql.Identifier``;
 no SQL is built by pasting input strings. Driver errors are translated here into
-:mod:`flows.exceptions`.
+:mod:`mdq.exceptions`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from flows.config import Settings
-from flows.exceptions import DatabaseUnreachable, SettingsError
+from mdq.config import Settings
+from mdq.exceptions import DatabaseUnreachable, SettingsError
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def open_database(settings: Settings, *, keep_running: bool = False) -> Iterator
         DatabaseUnreachable: the server does not accept connections.
         EmbeddedDatabaseError: the embedded server could not start.
     """
-    from flows import embedded
+    from mdq import embedded
 
     if settings.database_url is not None:
         database = parse_url(settings.database_url.get_secret_value())

@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg.rows import dict_row
 
-from flows.exceptions import LeaseLost
-from flows.providers.base import Instrument
-from flows.validation import Rejected
-from flows.windows import Window, should_alert
+from mdq.exceptions import LeaseLost
+from mdq.providers.base import Instrument
+from mdq.validation import Rejected
+from mdq.windows import Window, should_alert
 
 #: Columns written to market_data, in COPY order.
 WRITE_COLUMNS: tuple[str, ...] = (

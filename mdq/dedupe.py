@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from flows.db import dedupe as dedupe_db
-from flows.db.dedupe import DuplicateGroup
+from mdq.db import dedupe as dedupe_db
+from mdq.db.dedupe import DuplicateGroup
 
 #: Columns deciding which row of a key is kept, in priority order, all descending.
 KEEP_PRIORITY: tuple[str, ...] = ("is_final", "ingested_at")

@@ -1,6 +1,6 @@
 """Turning dbt test results and their failing rows into anomaly records (plain logic).
 
-No Prefect, no database here: :mod:`flows.db.anomalies` reads the failing rows and writes the
+No Prefect, no database here: :mod:`mdq.db.anomalies` reads the failing rows and writes the
 records, :mod:`flows.quality_checks` orchestrates. Three shapes of failing rows are handled:
 
 1. **Contract rows** (the project's checks): every column of :data:`CONTRACT_COLUMNS` is
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from flows.dbt import DbtTestResult
+    from mdq.dbt_runner import DbtTestResult
 
 TAnomalySeverity = Literal["warn", "error"]
 

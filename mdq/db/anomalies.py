@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from flows.anomalies import AnomalyRecord
+from mdq.anomalies import AnomalyRecord
 
 TStatusFilter = Literal["open", "resolved", "all"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from flows.exceptions import UnknownCalendar
+from mdq.exceptions import UnknownCalendar
 
 #: Calendar codes that are not exchange_calendars codes.
 CALENDAR_24_7 = "24/7"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flows.exceptions import InvalidWindow
-from flows.validation import timeframe_delta
+from mdq.exceptions import InvalidWindow
+from mdq.validation import timeframe_delta
 
 
 def require_utc(value: datetime, name: str) -> datetime:

@@ -20,10 +20,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from flows.config import Settings, load_settings
-from flows.db import Database, connect, open_database
-from flows.db.migrate import apply_migrations
-from flows.exceptions import MdqError
+from mdq.config import Settings, load_settings
+from mdq.db import Database, connect, open_database
+from mdq.db.migrate import apply_migrations
+from mdq.exceptions import MdqError
 
 app = typer.Typer(
     help="Market-data quality: load OHLCV candles, check them with dbt, record what is wrong.",
@@ -100,7 +100,7 @@ def db_start() -> None:
 @friendly_errors
 def db_stop() -> None:
     """Stop the embedded PostgreSQL of MDQ_HOME (does nothing for an external MDQ_DATABASE_URL)."""
-    from flows import embedded
+    from mdq import embedded
 
     settings = load_settings()
     if settings.database_url is not None:
@@ -163,7 +163,7 @@ def calendars_refresh(
     default calendar of unlisted asset classes) into trading_sessions. Idempotent."""
     from datetime import UTC, date, datetime
 
-    from flows.db.calendars import refresh_calendars
+    from mdq.db.calendars import refresh_calendars
 
     def parse(name: str, value: str | None) -> date | None:
         if value is None:
@@ -210,10 +210,10 @@ def demo(
     calendars, every dbt check, findings into data_anomalies, and a table of what was found.
 
     Idempotent: a second run inserts no candle and only re-sees the same anomalies."""
-    from flows.backfill_core import load_sample_data
-    from flows.cli_quality import parse_as_of, summarize_anomalies, summary_table
-    from flows.db.anomalies import list_anomalies
-    from flows.quality_checks import run_quality_checks
+    from mdq.backfill_core import load_sample_data
+    from mdq.cli_quality import parse_as_of, summarize_anomalies, summary_table
+    from mdq.db.anomalies import list_anomalies
+    from mdq.quality import run_quality_checks
 
     when = parse_as_of(as_of)
     settings = load_settings()
@@ -222,7 +222,7 @@ def demo(
     with project_database(settings) as database:
         console.print(f"1. database: {_describe(database)}; schema up to date")
 
-        console.print("2. backfill of the shipped real files (flows/sample_data):")
+        console.print("2. backfill of the shipped real files (mdq/sample_data):")
         results = load_sample_data(database)
         for r in results:
             console.print(
@@ -281,8 +281,8 @@ def split_command(
     outlier, no split_suspect; a date off by a session is reported as split_date_mismatch)."""
     from datetime import date
 
-    from flows.db.reference import record_split
-    from flows.exceptions import TerminalError
+    from mdq.db.reference import record_split
+    from mdq.exceptions import TerminalError
 
     try:
         when = date.fromisoformat(effective_date)
@@ -298,7 +298,7 @@ def _utc(value: str | None, name: str) -> Any:
     """Parse an ISO date/time option; a value without offset is read as UTC."""
     from datetime import UTC, datetime
 
-    from flows.exceptions import InvalidWindow
+    from mdq.exceptions import InvalidWindow
 
     if value is None:
         return None
@@ -374,12 +374,14 @@ def backfill_command(
         TimeElapsedColumn,
     )
 
-    from flows.backfill_core import run_backfill
+    from mdq.backfill_core import run_backfill
 
     settings = load_settings()
     use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
     if use_prefect:
-        from flows.backfill import backfill as run
+        from mdq.resources import load_flow
+
+        run = load_flow("backfill.py:backfill")
     else:
         run = run_backfill
     names = [n.strip() for item in symbols or [] for n in item.split(",") if n.strip()] or None
@@ -420,7 +422,7 @@ def backfill_command(
 
 
 def _register_quality_commands() -> None:
-    from flows.cli_quality import register
+    from mdq.cli_quality import register
 
     register(app)
 

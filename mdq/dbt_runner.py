@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from flows.db import Database
-from flows.exceptions import DbtRunError
+from mdq.db import Database
+from mdq.exceptions import DbtRunError
+from mdq.resources import project_file
 
-#: The dbt project and the profiles directory, inside the repository checkout.
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-DBT_PROFILES_DIR = REPO_ROOT
+#: The dbt project and the profiles directory (the checkout's, or the wheel's copies).
+DBT_PROJECT_DIR = project_file("dbt_project")
+DBT_PROFILES_DIR = project_file("profiles.yml").parent
 
 _DBT_LOCK = threading.Lock()
 

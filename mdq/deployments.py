@@ -34,9 +34,11 @@ def build_deployments() -> list[Any]:
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
-    from flows.backfill import backfill  # type: ignore[import-not-found, unused-ignore]
-    from flows.health import health_check
-    from flows.quality_checks import quality_checks
+    from mdq.resources import load_flow
+
+    backfill = load_flow("backfill.py:backfill")
+    health_check = load_flow("health.py:health_check")
+    quality_checks = load_flow("quality_checks.py:quality_checks")
 
     trigger = {k: v for k, v in AFTER_BACKFILL_TRIGGER.items() if k != "type"}
     return [

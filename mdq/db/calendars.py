@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 import psycopg
 
-from flows.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS, CalendarInfo, Session
+from mdq.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS, CalendarInfo, Session
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class RefreshResult:
 
 def calendars_in_use(conn: psycopg.Connection) -> list[str]:
     """Calendars named by ``instruments``, plus the default calendar
-    (:data:`flows.calendars.DEFAULT_CALENDAR_BY_ASSET_CLASS`) of every asset class in
+    (:data:`mdq.calendars.DEFAULT_CALENDAR_BY_ASSET_CLASS`) of every asset class in
     ``market_data`` that has symbols without an ``instruments`` row.
 
     Returns:
@@ -216,7 +216,7 @@ def refresh_calendars(
         UnknownCalendar: a code is not supported (nothing of that calendar is written).
         ValueError: the range is empty.
     """
-    from flows.calendars import build_sessions, calendar_info, refresh_range
+    from mdq.calendars import build_sessions, calendar_info, refresh_range
 
     codes = sorted(set(calendars)) if calendars is not None else calendars_in_use(conn)
     first, last = data_range(conn)

@@ -14,10 +14,10 @@ import psycopg
 import typer
 from rich.table import Table
 
-from flows.config import load_settings
-from flows.db import connect, open_database
-from flows.db.migrate import apply_migrations
-from flows.exceptions import DuplicateKeysBlockMigration, MdqError
+from mdq.config import load_settings
+from mdq.db import connect, open_database
+from mdq.db.migrate import apply_migrations
+from mdq.exceptions import DuplicateKeysBlockMigration, MdqError
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -44,7 +44,7 @@ def parse_as_of(value: str | None) -> datetime | None:
 
 
 def _fail(message: str) -> typer.Exit:
-    from flows.cli import err_console
+    from mdq.cli import err_console
 
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_COULD_NOT_RUN)
@@ -65,14 +65,16 @@ def check(
 
     Exit 0: no error-severity anomaly is open; 1: some are; 2: the checks could not run."""
     when = parse_as_of(as_of)
-    from flows.cli import console, project_database
-    from flows.dbt import prefect_api_available
-    from flows.quality_checks import QualityReport, quality_checks, run_quality_checks
+    from mdq.cli import console, project_database
+    from mdq.dbt_runner import prefect_api_available
+    from mdq.quality import QualityReport, run_quality_checks
+    from mdq.resources import load_flow
 
     try:
         settings = load_settings()
         with project_database(settings) as database:
             if prefect_api_available():
+                quality_checks = load_flow("quality_checks.py:quality_checks")
                 state = quality_checks(as_of=when, return_state=True)
                 report = state.result(raise_on_failure=False)
             else:
@@ -99,8 +101,8 @@ def anomalies(
     ),
 ) -> None:
     """List recorded anomalies (most severe first), or count them (--summary)."""
-    from flows.cli import console, project_database
-    from flows.db.anomalies import list_anomalies
+    from mdq.cli import console, project_database
+    from mdq.db.anomalies import list_anomalies
 
     if status not in ("open", "resolved", "all"):
         raise typer.BadParameter(f"--status '{status}' not supported; expected open, resolved, all")
@@ -186,8 +188,8 @@ def dedupe(
 
     Works while the unique key cannot be added yet (migration 002 blocked by duplicates);
     after --apply the pending migrations are applied."""
-    from flows.cli import console, err_console
-    from flows.dedupe import cleanup_duplicate_records, restore_duplicate_records
+    from mdq.cli import console, err_console
+    from mdq.dedupe import cleanup_duplicate_records, restore_duplicate_records
 
     try:
         settings = load_settings()
@@ -230,7 +232,7 @@ def dedupe(
 
 def _migrate_allowing_duplicates(conn: psycopg.Connection) -> list[Any]:
     """Apply migrations; duplicates blocking 002 are reported, not fatal (dedupe fixes them)."""
-    from flows.cli import err_console
+    from mdq.cli import err_console
 
     try:
         return apply_migrations(conn)
@@ -256,9 +258,9 @@ def health(
     Looks at staleness, symbols failing their backfill, open gaps and outliers.
     Exit 0: healthy; 1: problems; 2: could not run."""
     when = parse_as_of(as_of)
-    from flows.cli import console, project_database
-    from flows.health import run_health_check
-    from flows.notify import LogNotifier
+    from mdq.cli import console, project_database
+    from mdq.health import run_health_check
+    from mdq.notify import LogNotifier
 
     try:
         settings = load_settings()
@@ -284,8 +286,8 @@ def docs(
     port: int = typer.Option(8080, "--port", help="Port for the docs site."),
 ) -> None:
     """Generate the dbt docs site (lineage from market_data to every check) and serve it."""
-    from flows.cli import console, project_database
-    from flows.dbt import DBT_PROJECT_DIR, run_dbt
+    from mdq.cli import console, project_database
+    from mdq.dbt_runner import DBT_PROJECT_DIR, run_dbt
 
     try:
         settings = load_settings()
@@ -313,7 +315,7 @@ def serve() -> None:
     every 6 hours. Needs a Prefect API for the trigger, e.g. `prefect server start`."""
     from prefect import serve as prefect_serve
 
-    from flows.deployments import build_deployments
+    from mdq.deployments import build_deployments
 
     prefect_serve(*build_deployments())
 

@@ -1,4 +1,4 @@
-"""Versioned SQL migrations: ``flows/migrations/NNN_name.sql``, applied in order.
+"""Versioned SQL migrations: ``mdq/migrations/NNN_name.sql``, applied in order.
 
 Each migration runs in its own transaction and is recorded in ``mdq_schema_migrations``
 (version, name, sha256 checksum, applied_at). A transaction-level advisory lock makes
@@ -14,7 +14,7 @@ from importlib import resources
 
 import psycopg
 
-from flows.exceptions import DuplicateKeysBlockMigration, MigrationError
+from mdq.exceptions import DuplicateKeysBlockMigration, MigrationError
 
 #: Advisory lock key (any constant bigint) serialising migration runs on one database.
 _LOCK_KEY = 7_244_019_113
@@ -43,13 +43,13 @@ class Migration:
 
 
 def available_migrations() -> list[Migration]:
-    """The migrations shipped in ``flows/migrations``, sorted by version.
+    """The migrations shipped in ``mdq/migrations``, sorted by version.
 
     Raises:
         MigrationError: two files share a version number.
     """
     found: dict[int, Migration] = {}
-    for entry in resources.files("flows.migrations").iterdir():
+    for entry in resources.files("mdq.migrations").iterdir():
         match = _NAME.match(entry.name)
         if not match:
             continue

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from flows.exceptions import CleanupNotFound, RestoreConflict
+from mdq.exceptions import CleanupNotFound, RestoreConflict
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from flows.providers.base import FetchResult, Instrument, Series, empty_candles
-from flows.validation import parse_timeframe, timeframe_seconds
-from flows.windows import Window
+from mdq.providers.base import FetchResult, Instrument, Series, empty_candles
+from mdq.validation import parse_timeframe, timeframe_seconds
+from mdq.windows import Window
 
 PROVIDER = "synthetic"
 #: Candles per block of the random walk (see the module docstring).

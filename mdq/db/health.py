@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from flows.health_rules import (
+from mdq.health_rules import (
     GAP_TYPES,
     OUTLIER_TYPES,
     STALE_TYPES,
@@ -23,7 +23,7 @@ from flows.health_rules import (
 def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
     """Every (symbol, timeframe) with candles or open anomalies, sorted by symbol, timeframe.
 
-    Counts open anomalies of the stale, gap and outlier types (flows.health_rules).
+    Counts open anomalies of the stale, gap and outlier types (mdq.health_rules).
     """
     rows = conn.execute(
         """

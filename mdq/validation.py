@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from flows.exceptions import UnsupportedTimeframe
+from mdq.exceptions import UnsupportedTimeframe
 
 TTimeframe = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d"]
 TIMEFRAMES: tuple[str, ...] = get_args(TTimeframe)

@@ -12,7 +12,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from flows.exceptions import EmbeddedDatabaseError
+from mdq.exceptions import EmbeddedDatabaseError
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A provider answers two questions: which series it knows (with the instrument's metadata where
 the source knows it) and which candles lie in a window. It returns UTC-aware, parsed candles and
 the rows it could not parse (with a reason); it never writes to the database. Validation of the
-values (prices, grid) happens in :mod:`flows.validation` before writing.
+values (prices, grid) happens in :mod:`mdq.validation` before writing.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Protocol
 
 import pandas as pd
 
-from flows.validation import CANONICAL_COLUMNS, Rejected
-from flows.windows import Window
+from mdq.validation import CANONICAL_COLUMNS, Rejected
+from mdq.windows import Window
 
 #: Columns of :attr:`FetchResult.candles`, in order.
 CANDLE_FRAME_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source_row")

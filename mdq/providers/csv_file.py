@@ -31,7 +31,7 @@ volume, and constants for what the file does not hold. A mapping is found next t
 Timestamps without an offset are read in ``timezone`` (DST handled: a wall time that is
 ambiguous or does not exist in that zone is rejected, never guessed); without ``timezone`` they
 are rejected as naive. Date-only values of daily candles become 00:00 exchange-local time of that
-date, in UTC (see :mod:`flows.validation`).
+date, in UTC (see :mod:`mdq.validation`).
 """
 
 from __future__ import annotations
@@ -45,16 +45,16 @@ from typing import Any
 
 import pandas as pd
 
-from flows.exceptions import ProviderConfigError, ProviderError
-from flows.providers.base import (
+from mdq.exceptions import ProviderConfigError, ProviderError
+from mdq.providers.base import (
     CANDLE_FRAME_COLUMNS,
     FetchResult,
     Instrument,
     Series,
     empty_candles,
 )
-from flows.validation import CANONICAL_COLUMNS, NUMBER_COLUMNS, Rejected, parse_timeframe
-from flows.windows import Window
+from mdq.validation import CANONICAL_COLUMNS, NUMBER_COLUMNS, Rejected, parse_timeframe
+from mdq.windows import Window
 
 PROVIDER = "csv"
 MAPPING_SUFFIX = ".mapping.toml"
@@ -399,16 +399,16 @@ class CsvFileProvider:
 
 
 def sample_files() -> list[Path]:
-    """The real data files shipped in ``flows/sample_data``, sorted by name (each has its
-    mapping beside it; see ``flows/sample_data/README.md`` for origin and licence)."""
+    """The real data files shipped in ``mdq/sample_data``, sorted by name (each has its
+    mapping beside it; see ``mdq/sample_data/README.md`` for origin and licence)."""
     from importlib import resources
 
-    folder = Path(str(resources.files("flows") / "sample_data"))
+    folder = Path(str(resources.files("mdq") / "sample_data"))
     return sorted(p for p in folder.iterdir() if find_mapping(p) is not None)
 
 
 def _timeframes() -> tuple[str, ...]:
-    from flows.validation import TIMEFRAMES
+    from mdq.validation import TIMEFRAMES
 
     return TIMEFRAMES
 

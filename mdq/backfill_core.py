@@ -23,14 +23,14 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from flows.config import Settings, load_settings
-from flows.db import Database, connect, open_database
-from flows.db import backfill as db
-from flows.exceptions import MdqError, ProviderConfigError
-from flows.notify import Alert, LogNotifier, Notifier
-from flows.providers.base import Provider, Series
-from flows.validation import Rejected, dedupe_batch, finality, grid_for, validate_candles
-from flows.windows import Window, classify_fetch, next_watermark, scheduled_window
+from mdq.config import Settings, load_settings
+from mdq.db import Database, connect, open_database
+from mdq.db import backfill as db
+from mdq.exceptions import MdqError, ProviderConfigError
+from mdq.notify import Alert, LogNotifier, Notifier
+from mdq.providers.base import Provider, Series
+from mdq.validation import Rejected, dedupe_batch, finality, grid_for, validate_candles
+from mdq.windows import Window, classify_fetch, next_watermark, scheduled_window
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class SeriesRequest:
 
 @dataclass(frozen=True)
 class BackfillOptions:
-    """Tuning of one backfill (from :class:`flows.config.Settings`).
+    """Tuning of one backfill (from :class:`mdq.config.Settings`).
 
     Attributes:
         lease_seconds: state-row lease without renewal.
@@ -123,7 +123,7 @@ class SeriesResult:
 
 
 def default_notifier() -> Notifier:
-    """The notifier used when none is given: :class:`flows.notify.LogNotifier`."""
+    """The notifier used when none is given: :class:`mdq.notify.LogNotifier`."""
     return LogNotifier()
 
 
@@ -379,13 +379,13 @@ def make_provider(
         ProviderConfigError: unknown name, or a csv provider without ``path``.
     """
     if name == "csv":
-        from flows.providers.csv_file import CsvFileProvider, CsvMapping
+        from mdq.providers.csv_file import CsvFileProvider, CsvMapping
 
         if path is None:
             raise ProviderConfigError("csv", "--path is required")
         return CsvFileProvider(Path(path), CsvMapping.load(Path(mapping)) if mapping else None)
     if name == "synthetic":
-        from flows.providers.synthetic import SyntheticProvider
+        from mdq.providers.synthetic import SyntheticProvider
 
         return SyntheticProvider(list(symbols or ["SYN1"]), list(timeframes or ["1m"]), seed=seed)
     raise ProviderConfigError(name, f"unknown provider {name!r}; expected csv or synthetic")
@@ -393,10 +393,10 @@ def make_provider(
 
 def _with_calendar(series: Series, known: dict[str, str | None]) -> Series:
     """The series with its instrument's calendar resolved: the source's, else the existing
-    instruments row's, else the asset class's default (flows.calendars)."""
+    instruments row's, else the asset class's default (mdq.calendars)."""
     from dataclasses import replace
 
-    from flows.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS
+    from mdq.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS
 
     instrument = series.instrument
     if instrument.calendar is not None:
@@ -426,7 +426,7 @@ def plan_requests(
     Returns:
         (requests sorted by symbol and timeframe, the provider's series used).
     """
-    from flows.windows import next_cursor
+    from mdq.windows import next_cursor
 
     known = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
     offered = [_with_calendar(s, known) for s in provider.list_series()]
@@ -498,7 +498,7 @@ def run_backfill(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from flows.exceptions import InvalidWindow
+    from mdq.exceptions import InvalidWindow
 
     settings = load_settings()
     options = BackfillOptions.from_settings(settings)
@@ -565,7 +565,7 @@ def load_sample_data(
     Returns:
         One result per (file, symbol, timeframe), files in name order.
     """
-    from flows.providers.csv_file import CsvFileProvider, sample_files
+    from mdq.providers.csv_file import CsvFileProvider, sample_files
 
     options = options or BackfillOptions()
     results = []

@@ -1,0 +1,265 @@
+"""Quality checks: ``dbt build`` → every warning/failing test into ``data_anomalies``.
+
+The flow ends **Failed** when an error-severity anomaly of the tests it ran is open (or when a
+model or a check could not run), **Completed** otherwise. :func:`run_quality_checks` is the same
+work as a plain function (the CLI uses it when no Prefect API is around);
+:func:`detect_data_anomalies` is the seed's entry point, selecting check families by dbt tag.
+
+Check families are dbt tags on the tests: ``gaps``, ``outliers``, ``staleness`` (see
+:data:`CHECK_FAMILY_TAGS`); a check that belongs to a family must carry its tag in YAML.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from mdq import dbt_runner as dbt
+from mdq.anomalies import (
+    SAMPLE_SIZE,
+    AnomalyRecord,
+    anomalies_from_rows,
+    row_shape,
+    unique_by_fingerprint,
+)
+from mdq.db import Database, connect
+from mdq.db import anomalies as anomalies_db
+
+logger = logging.getLogger(__name__)
+
+#: The seed's check families → the dbt tag their tests carry.
+CHECK_FAMILY_TAGS: dict[str, str] = {
+    "check_gaps": "gaps",
+    "check_outliers": "outliers",
+    "check_staleness": "staleness",
+}
+
+#: At most this many failing rows are read per test; a test with more is not resolved by
+#: absence in that run (its unread findings would otherwise be wrongly closed).
+MAX_ROWS_PER_TEST = 200_000
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """The outcome of one quality run.
+
+    Attributes:
+        as_of: the reference time given to dbt (None: dbt's default, now).
+        seen_at: the run's time, written to last_seen_at / resolved_at (UTC).
+        runner: ``prefect-dbt`` or ``dbt``.
+        tests_run: data tests that ran to a verdict.
+        tests_failed: tests with status warn or fail.
+        inserted: new anomalies.
+        updated: anomalies seen again.
+        reopened: anomalies that had been resolved and came back.
+        resolved: anomalies no longer found.
+        open_errors: open error-severity anomalies of the tests that ran.
+        open_warnings: open warn-severity anomalies of the tests that ran.
+        broken: one line per model, unit test or check that could not run.
+    """
+
+    as_of: datetime | None
+    seen_at: datetime
+    runner: str
+    tests_run: int
+    tests_failed: int
+    inserted: int
+    updated: int
+    reopened: int
+    resolved: int
+    open_errors: int
+    open_warnings: int
+    broken: tuple[str, ...]
+
+    @property
+    def verdict(self) -> Literal["ok", "anomalies", "broken"]:
+        """``broken`` if something could not run, else ``anomalies`` if errors are open."""
+        if self.broken:
+            return "broken"
+        return "anomalies" if self.open_errors else "ok"
+
+    def summary(self) -> str:
+        """One human line."""
+        text = (
+            f"{self.tests_run} checks ran ({self.tests_failed} reported findings); anomalies: "
+            f"{self.inserted} new, {self.updated} seen again ({self.reopened} reopened), "
+            f"{self.resolved} resolved; open: {self.open_errors} error, "
+            f"{self.open_warnings} warn"
+        )
+        if self.broken:
+            text += f"; {len(self.broken)} could not run: " + "; ".join(self.broken[:5])
+        return text
+
+
+def check_selection(
+    check_gaps: bool = True, check_outliers: bool = True, check_staleness: bool = True
+) -> list[str] | None:
+    """The dbt ``--select`` for the seed's flags.
+
+    Returns:
+        None (the whole project: every check, also duplicates, integrity and any analyst's
+        test) when all three flags are set; otherwise ``+tag:<family>`` for each chosen family
+        (the tagged tests and the models they need), or ``[]`` when none is chosen.
+    """
+    flags = {"check_gaps": check_gaps, "check_outliers": check_outliers}
+    flags["check_staleness"] = check_staleness
+    if all(flags.values()):
+        return None
+    return [f"+tag:{CHECK_FAMILY_TAGS[name]}" for name, on in flags.items() if on]
+
+
+def run_quality_checks(
+    database: Database,
+    schema: str,
+    *,
+    as_of: datetime | None = None,
+    select: Sequence[str] | None = None,
+    project_dir: Path | None = None,
+    use_prefect: bool | None = None,
+    seen_at: datetime | None = None,
+) -> QualityReport:
+    """Run dbt, persist every warning/failing test as anomalies, and report.
+
+    Args:
+        database: the project's database.
+        schema: dbt's schema (audit tables in ``<schema>_audit``).
+        as_of: reference time for "now"-dependent checks (UTC-aware); None: now.
+        select: dbt selection; None runs the whole project, and then also resolves open
+            anomalies of tests that no longer exist. With a selection only the selected tests
+            run (``--indirect-selection empty``), plus the models they need when the selectors
+            ask for them (``+tag:gaps``).
+        project_dir: another dbt project (tests); default the repository's.
+        use_prefect: force or forbid prefect-dbt (None: when a Prefect API is reachable).
+        seen_at: the run's time (default now, UTC).
+
+    Returns:
+        The report; ``verdict`` says ok / anomalies / broken.
+
+    Raises:
+        DbtRunError: dbt could not run at all.
+        DatabaseUnreachable: PostgreSQL is down.
+        ValueError: a naive ``as_of``.
+    """
+    if as_of is not None and as_of.tzinfo is None:
+        raise ValueError(f"as_of must be timezone-aware (UTC), got naive {as_of.isoformat()}")
+    seen_at = seen_at or datetime.now(UTC)
+    refresh_sessions(database, today=(as_of or seen_at).astimezone(UTC).date())
+    result = dbt.build(
+        database,
+        schema,
+        select=select,
+        dbt_vars={"as_of": as_of.astimezone(UTC).isoformat()} if as_of else None,
+        indirect_selection="empty" if select is not None else None,
+        project_dir=project_dir,
+        use_prefect=use_prefect,
+    )
+    return persist_build_result(
+        database, result, full_run=select is None, seen_at=seen_at, as_of=as_of
+    )
+
+
+def refresh_sessions(database: Database, *, today: date) -> None:
+    """Refresh ``trading_sessions`` for every calendar in use, covering the data's range.
+
+    The gap and staleness checks only expect candles inside refreshed sessions, so this runs
+    before every dbt build. Idempotent: an unchanged calendar rewrites no row.
+
+    Args:
+        database: the project's database.
+        today: the current UTC date (the range reaches ``today`` plus a margin).
+
+    Raises:
+        UnknownCalendar: an instrument names a calendar the project cannot build.
+    """
+    from mdq.db.calendars import refresh_calendars
+
+    with connect(database, autocommit=True) as conn:
+        refresh_calendars(conn, today=today)
+
+
+def persist_build_result(
+    database: Database,
+    result: dbt.DbtBuildResult,
+    *,
+    full_run: bool,
+    seen_at: datetime,
+    as_of: datetime | None = None,
+) -> QualityReport:
+    """Read the failing rows of ``result``'s tests and persist them (see module docstring).
+
+    Args:
+        database: the project's database.
+        result: a parsed ``dbt build``.
+        full_run: the whole project ran (anomalies of tests that no longer exist get resolved).
+        seen_at: the run's time.
+        as_of: the reference time given to dbt, for the report.
+    """
+    records: list[AnomalyRecord] = []
+    complete: list[str] = []
+    with connect(database) as conn:
+        for test in result.tests:
+            if not test.ran:
+                continue
+            if not test.found_something:
+                complete.append(test.unique_id)
+                continue
+            rows, whole = _failing_rows(conn, test)
+            records += anomalies_from_rows(test, rows)
+            if whole:
+                complete.append(test.unique_id)
+        counts = anomalies_db.persist_findings(
+            conn,
+            unique_by_fingerprint(records),
+            completed_test_ids=complete,
+            seen_at=seen_at,
+            retire_unknown_except=[t.unique_id for t in result.tests] if full_run else None,
+        )
+        open_ = anomalies_db.open_counts(conn, [t.unique_id for t in result.tests if t.ran])
+    broken = [f"{n.resource_type} {n.name}: {n.message or n.status}" for n in result.failed_nodes]
+    broken += [f"test {t.name}: {t.message or 'error'}" for t in result.errored_tests]
+    return QualityReport(
+        as_of=as_of,
+        seen_at=seen_at,
+        runner=result.runner,
+        tests_run=sum(1 for t in result.tests if t.ran),
+        tests_failed=sum(1 for t in result.tests if t.found_something),
+        inserted=counts.inserted,
+        updated=counts.updated,
+        reopened=counts.reopened,
+        resolved=counts.resolved,
+        open_errors=open_["error"],
+        open_warnings=open_["warn"],
+        broken=tuple(broken),
+    )
+
+
+def _failing_rows(conn: Any, test: dbt.DbtTestResult) -> tuple[list[dict[str, Any]], bool]:
+    """A test's failing rows: all of them for row-per-finding shapes, a sample otherwise.
+
+    Returns:
+        (rows, whole): ``whole`` is False when rows were cut at :data:`MAX_ROWS_PER_TEST`.
+    """
+    if not (test.audit_schema and test.audit_table):
+        return [], True
+    sample = anomalies_db.read_failing_rows(
+        conn, test.audit_schema, test.audit_table, limit=SAMPLE_SIZE
+    )
+    if not sample or row_shape(sample[0].keys()) == "other" or len(sample) < SAMPLE_SIZE:
+        return sample, True
+    rows = anomalies_db.read_failing_rows(
+        conn, test.audit_schema, test.audit_table, limit=MAX_ROWS_PER_TEST
+    )
+    whole = len(rows) < MAX_ROWS_PER_TEST
+    if not whole:
+        logger.warning(
+            "test %s has more than %d failing rows: only the first %d are recorded and its "
+            "older anomalies are not resolved in this run",
+            test.name,
+            MAX_ROWS_PER_TEST,
+            MAX_ROWS_PER_TEST,
+        )
+    return rows, whole
