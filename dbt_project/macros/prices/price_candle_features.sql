@@ -19,7 +19,9 @@
                          `mdq calendars refresh`; UTC without an instruments
                          row or a refreshed calendar)
       is_session_start   first candle of its session_date in the series
-      is_valid           all four prices finite and > 0 (logs are defined)
+      is_valid           all four prices inside the safe range
+                         (price_within_safe_range: logs, ratios and products
+                         of two of them cannot overflow)
       prev_ts, prev_close  previous candle of the series (any validity)
       log_return         ln(close / prev_close), null when either is invalid
       log_open_gap       ln(open / prev_close)
@@ -28,7 +30,8 @@
       lower_wick, upper_wick  ln(min(open, close) / low), ln(high / max(open, close))
       neighbour_range_median  median of the log ranges of the 2 previous and
                          2 next candles (price_median_of_4), null if none
-      dollar_volume      close x volume, quote currency
+      dollar_volume      close x volume, quote currency; null when close or
+                         volume is outside the safe range
       prev_dollar_volume_median  median dollar volume of the 4 previous candles
       block_start        robust-scale block (price_scale_block_start)
       is_flat_filler     volume = 0 and open = high = low = close = prev_close
@@ -67,11 +70,17 @@ price_located as (
         *,
         (ts at time zone time_zone)::date as session_date,
         (
-            open > 0 and high > 0 and low > 0 and close > 0
-            and open < 'Infinity' and high < 'Infinity'
-            and low < 'Infinity' and close < 'Infinity'
+            {{ price_within_safe_range('open') }}
+            and {{ price_within_safe_range('high') }}
+            and {{ price_within_safe_range('low') }}
+            and {{ price_within_safe_range('close') }}
         ) as is_valid,
-        close * volume as dollar_volume
+        case
+            when
+                {{ price_within_safe_range('close') }}
+                and volume >= 0 and volume < {{ price_safe_bound() }}
+                then close * volume
+        end as dollar_volume
     from price_input
 ),
 
@@ -159,3 +168,51 @@ final as (
 
 select * from final
 {% endmacro %}
+
+
+{#-
+    price_safe_bound()
+
+    The magnitude beyond which the price checks treat a price or a volume as
+    unusable: 1e100. Any product, ratio or sum of four values within
+    [1e-100, 1e100] stays far inside double precision (about 1.8e308), so a
+    bad print of 1e308 in one series can never raise `value out of range:
+    overflow` and stop the checks of every other series (issue 16). Real
+    prices and volumes are many orders of magnitude inside it; the rows
+    outside it are reported by ohlc_integrity (the ingest quarantines them
+    before they are stored, by its own documented bound).
+-#}
+{% macro price_safe_bound() %}1e100{% endmacro %}
+
+{#-
+    price_within_safe_range(column)
+
+    True when the price `column` is in [1e-100, 1e100] (price_safe_bound):
+    positive, finite, not NaN, and far from overflow and underflow. False for
+    null.
+-#}
+{% macro price_within_safe_range(column) -%}
+    coalesce({{ column }} between 1 / {{ price_safe_bound() }}
+        and {{ price_safe_bound() }}, false)
+{%- endmacro %}
+
+{#-
+    price_safe_split_adjust(column, operator)
+
+    `column operator split_factor` (operator '/' for prices, '*' for volume)
+    when both sides are within price_safe_bound, else null: a split-adjusted
+    value of an unusable print is unknown, not an overflow error.
+-#}
+{% macro price_safe_split_adjust(column, operator) -%}
+    {%- if operator not in ('/', '*') -%}
+        {{ exceptions.raise_compiler_error(
+            "price_safe_split_adjust: operator must be '/' or '*', got '"
+            ~ operator ~ "'") }}
+    {%- endif -%}
+    (case
+        when abs({{ column }}) <= {{ price_safe_bound() }}
+            and split_factor between 1 / {{ price_safe_bound() }}
+            and {{ price_safe_bound() }}
+            then {{ column }} {{ operator }} split_factor
+    end)
+{%- endmacro %}

@@ -9,7 +9,7 @@
     {%- if as_of is none or as_of == '' -%}
         now()
     {%- else -%}
-        '{{ as_of | replace("'", "") }}'::timestamptz
+        {{ mdq_quote_text(as_of, 'as_of') }}::timestamptz
     {%- endif -%}
 {% endmacro %}
 
@@ -41,10 +41,17 @@
 -#}
 {% macro price_scale_block_start(ts_column, timeframe_column) %}
     {%- set blocks = var('price_checks_scale_blocks', {}) -%}
+    {%- if blocks is not mapping -%}
+        {{ exceptions.raise_compiler_error(
+            "mdq: var 'price_checks_scale_blocks' must be a mapping timeframe: unit, got "
+            ~ (blocks | string)[:80]) }}
+    {%- endif -%}
     date_trunc(
         (case {{ timeframe_column }}
         {%- for timeframe, unit in blocks.items() %}
-            when '{{ timeframe }}' then '{{ unit }}'
+            when {{ mdq_quote_text(timeframe, 'price_checks_scale_blocks') }}
+                then {{ mdq_quote_choice(unit, ['day', 'week', 'month', 'quarter', 'year'],
+                                          'price_checks_scale_blocks') }}
         {%- endfor %}
             else 'month'
         end),
@@ -94,8 +101,10 @@
 -#}
 {% macro price_lookback_interval(timeframe_column) %}
     greatest(
-        {{ var('price_checks_lookback_candles', 50) | int }}
+        {{ mdq_quote_number(var('price_checks_lookback_candles', 50),
+                            'price_checks_lookback_candles') }}
         * coalesce({{ price_timeframe_interval(timeframe_column) }}, interval '1 day'),
-        '{{ var("price_checks_lookback_min", "4 days") | replace("'", "") }}'::interval
+        {{ mdq_quote_text(var("price_checks_lookback_min", "4 days"),
+                          'price_checks_lookback_min') }}::interval
     )
 {% endmacro %}

@@ -29,8 +29,10 @@
     dollar_volume_ratio, persist_candles, persist_required.
 -#}
 {% macro price_split_suspects(scored) %}
-{%- set ratios = var('mdq_split_ratios', [2, 3, 4, 5, 10, 1.5, 0.5, 0.2, 0.1]) -%}
-{%- set classes = var('mdq_split_asset_classes', ['stock']) -%}
+{%- set ratios = mdq_quote_list(
+    var('mdq_split_ratios', [2, 3, 4, 5, 10, 1.5, 0.5, 0.2, 0.1]), 'mdq_split_ratios') -%}
+{%- set classes = mdq_quote_list(
+    var('mdq_split_asset_classes', ['stock']), 'mdq_split_asset_classes') -%}
 {%- if ratios | length == 0 -%}
     {{ exceptions.raise_compiler_error(
         "price_split_suspects: var mdq_split_ratios is empty; expected e.g. [2, 3, 0.5]") }}
@@ -39,7 +41,7 @@ with
 
 suspect_ratios as (
     select ratio::double precision as split_k
-    from (values {% for ratio in ratios %}({{ ratio }}){{ ',' if not loop.last }}{% endfor %}) as ratios (ratio)
+    from (values {% for ratio in ratios %}({{ mdq_quote_number(ratio, 'mdq_split_ratios') }}){{ ',' if not loop.last }}{% endfor %}) as ratios (ratio)
 ),
 
 -- the few candidate moves, materialised before any join so that the
@@ -62,7 +64,7 @@ suspect_candidates as materialized (
         and scored.is_session_start
         and scored.split_log_ratio is null
         and scored.asset_class in (
-            {%- for c in classes %}'{{ c }}'{{ ',' if not loop.last }}{% endfor -%}
+            {%- for c in classes %}{{ mdq_quote_text(c, 'mdq_split_asset_classes') }}{{ ',' if not loop.last }}{% endfor -%}
         )
 ),
 

@@ -2,7 +2,9 @@
     ohlc_integrity: the internal consistency of each candle of `model`
     (columns symbol, asset_class, timeframe, ts, open, high, low, close,
     volume). One row per candle and violated rule:
-      invalid_price            a price or the volume is null, NaN or infinite
+      invalid_price            a price or the volume is null, NaN, infinite,
+                               beyond 1e100 in magnitude, or a price in
+                               (0, 1e-100) (outside price_safe_bound)
       nonpositive_price        a price <= 0 (observed = the smallest price)
       negative_volume          volume < 0
       ohlc_integrity           high < max(open, close, low) or
@@ -42,6 +44,14 @@ checked as (
             or abs(open) = 'Infinity' or abs(high) = 'Infinity'
             or abs(low) = 'Infinity' or abs(close) = 'Infinity'
             or abs(volume) = 'Infinity'
+            -- outside the price checks' safe range (price_safe_bound): the
+            -- features treat the candle as unusable, so say why here
+            or greatest(abs(open), abs(high), abs(low), abs(close), abs(volume))
+            > {{ price_safe_bound() }}
+            or (
+                least(open, high, low, close) > 0
+                and least(open, high, low, close) < 1 / {{ price_safe_bound() }}
+            )
         ) as is_invalid
     from candles
 ),
@@ -52,7 +62,8 @@ violations as (
         symbol, asset_class, timeframe, ts,
         null::double precision as observed_value,
         null::double precision as expected_value,
-        format('open %s, high %s, low %s, close %s, volume %s: null, NaN or infinite',
+        format('open %s, high %s, low %s, close %s, volume %s: null, NaN, infinite or '
+               'outside [1e-100, 1e100]',
                coalesce(open::text, 'null'), coalesce(high::text, 'null'),
                coalesce(low::text, 'null'), coalesce(close::text, 'null'),
                coalesce(volume::text, 'null')) as failure_reason

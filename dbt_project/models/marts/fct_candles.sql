@@ -197,11 +197,11 @@ final as (
         volume,
         -- split-adjusted to the latest share basis
         split_factor,
-        open / split_factor as adjusted_open,
-        high / split_factor as adjusted_high,
-        low / split_factor as adjusted_low,
-        close / split_factor as adjusted_close,
-        volume * split_factor as adjusted_volume,
+        {{ price_safe_split_adjust('open', '/') }} as adjusted_open,
+        {{ price_safe_split_adjust('high', '/') }} as adjusted_high,
+        {{ price_safe_split_adjust('low', '/') }} as adjusted_low,
+        {{ price_safe_split_adjust('close', '/') }} as adjusted_close,
+        {{ price_safe_split_adjust('volume', '*') }} as adjusted_volume,
         -- returns
         adjusted_log_return as log_return,
         return_z as return_robust_z,
