@@ -67,10 +67,23 @@ def project_database(
 ) -> Iterator[Database]:
     """Open the project's database and bring its schema up to date (for CLI commands).
 
+    A new embedded database (no data directory under MDQ_HOME yet) is announced on stderr
+    with its path, so that a command never silently starts from an empty database.
+
     Yields:
         The database, migrated.
     """
+    from mdq import embedded
+
+    pgdata = embedded.pgdata_dir(settings.home)
+    is_new = settings.database_url is None and not pgdata.exists()
     with open_database(settings, keep_running=keep_running) as database:
+        if is_new:
+            err_console.print(
+                f"created a new embedded database in {pgdata} (MDQ_HOME={settings.home}; set "
+                "MDQ_HOME or MDQ_DATABASE_URL to use another)",
+                highlight=False,
+            )
         if migrate:
             with connect(database, timeout=settings.connect_timeout) as conn:
                 applied = apply_migrations(conn)
@@ -138,7 +151,7 @@ def db_env() -> None:
 def db_migrate() -> None:
     """Apply pending schema migrations and list what was applied."""
     settings = load_settings()
-    with open_database(settings) as database, connect(database) as conn:
+    with project_database(settings, migrate=False) as database, connect(database) as conn:
         applied = apply_migrations(conn)
         console.print(f"{_describe(database)}: applied {len(applied)} migration(s)")
         for migration in applied:

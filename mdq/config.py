@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mdq.exceptions import SettingsError
 
 _IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+def default_home() -> Path:
+    """The default MDQ_HOME: the per-user data directory of platformdirs.
+
+    ``~/.local/share/mdq`` on Linux (``$XDG_DATA_HOME/mdq`` when set),
+    ``~/Library/Application Support/mdq`` on macOS, ``%LOCALAPPDATA%\\mdq`` on Windows. The same
+    for every working directory, so ``mdq`` run from anywhere finds the same database.
+    """
+    return Path(user_data_dir("mdq", appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -31,8 +42,12 @@ class Settings(BaseSettings):
         ),
     )
     home: Path = Field(
-        default=Path(".mdq"),
-        description="Directory for the embedded database and local state; relative to the cwd.",
+        default_factory=default_home,
+        description=(
+            "Directory for the embedded database (<home>/pgdata) and local state. Default: the "
+            "per-user data directory (platformdirs; ~/.local/share/mdq on Linux). A relative "
+            "path is taken from the current directory and made absolute."
+        ),
     )
     dbt_schema: str = Field(
         default="mdq",
@@ -106,6 +121,11 @@ class Settings(BaseSettings):
             "Consecutive failed backfills of one series before an alert (sent once per streak)."
         ),
     )
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("database_url")
     @classmethod

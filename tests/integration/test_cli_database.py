@@ -60,6 +60,7 @@ def test_two_homes_never_share_data_and_a_home_is_reused(tmp_path: Path) -> None
     first = run_mdq("db", "start", env={"MDQ_HOME": str(home_a)})
     assert first.returncode == 0, first.stderr
     assert "applied migration 001_reference_and_bookkeeping.sql" in first.stderr
+    assert f"created a new embedded database in {home_a / 'pgdata'}" in first.stderr
     run_b = run_mdq("db", "start", env={"MDQ_HOME": str(home_b)})
     assert run_b.returncode == 0, run_b.stderr
     try:
@@ -82,6 +83,7 @@ def test_two_homes_never_share_data_and_a_home_is_reused(tmp_path: Path) -> None
         again = run_mdq("db", "migrate", env={"MDQ_HOME": str(home_a)})
         assert again.returncode == 0, again.stderr
         assert "applied 0 migration(s)" in again.stdout
+        assert "created a new" not in again.stderr
         assert not embedded.is_running(home_a), "a command that started the server stops it"
         sock_a, _ = embedded.start(home_a)
         with connect(Database(sock_a, 5432, "postgres", "", "mdq"), autocommit=True) as conn:
@@ -126,3 +128,26 @@ def test_mdq_split_records_a_split_once_and_refuses_a_bad_ratio(
             "select symbol, action_type, effective_date::text, ratio::float from corporate_actions"
         ).fetchall()
     assert rows == [("BBB", "split", "2024-06-10", 2.0)]
+
+
+def test_mdq_from_any_directory_uses_the_per_user_home(tmp_path: Path) -> None:
+    # issue 8: run from another directory, mdq silently created a new empty ./.mdq database
+    xdg = {"XDG_DATA_HOME": str(tmp_path / "xdg")}
+    home = tmp_path / "xdg" / "mdq"
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    try:
+        first = run_mdq("db", "migrate", env=xdg, cwd=one)
+        assert first.returncode == 0, first.stderr
+        assert f"embedded PostgreSQL (data in {home / 'pgdata'})" in first.stdout
+        assert f"created a new embedded database in {home / 'pgdata'}" in first.stderr
+        second = run_mdq("db", "migrate", env=xdg, cwd=two)
+        assert second.returncode == 0, second.stderr
+        assert f"embedded PostgreSQL (data in {home / 'pgdata'}): applied 0 migration(s)" in (
+            second.stdout
+        )
+        assert second.stderr == ""
+        assert list(one.iterdir()) == [] and list(two.iterdir()) == []
+    finally:
+        embedded.stop(home)

@@ -11,12 +11,29 @@ from mdq.db import Database, parse_url
 from mdq.exceptions import SettingsError
 
 
-def test_defaults_use_embedded_database_under_dot_mdq(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_use_embedded_database_in_the_per_user_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # issue 8: the default home no longer depends on the working directory
     monkeypatch.delenv("MDQ_DATABASE_URL", raising=False)
     monkeypatch.delenv("MDQ_HOME", raising=False)
-    settings = load_settings()
-    assert settings.database_url is None
-    assert settings.home == Path(".mdq")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    first = load_settings()
+    monkeypatch.chdir(tmp_path)
+    second = load_settings()
+    assert first.database_url is None
+    assert first.home == second.home == tmp_path / "xdg" / "mdq"
+
+
+def test_mdq_home_overrides_and_a_relative_one_is_made_absolute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MDQ_HOME", "state/mdq")
+    assert load_settings().home == tmp_path / "state" / "mdq"
+    monkeypatch.setenv("MDQ_HOME", "~/elsewhere")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert load_settings().home == tmp_path / "user" / "elsewhere"
 
 
 def test_empty_url_means_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
