@@ -287,7 +287,7 @@ def docs(
 ) -> None:
     """Generate the dbt docs site (lineage from market_data to every check) and serve it."""
     from mdq.cli import console, project_database
-    from mdq.dbt_runner import DBT_PROJECT_DIR, run_dbt
+    from mdq.dbt_runner import dbt_paths, run_dbt
 
     try:
         settings = load_settings()
@@ -295,7 +295,8 @@ def docs(
             result = run_dbt(database, settings.dbt_schema, "docs generate")
             if not result.success:
                 raise _fail(f"dbt docs generate failed: {result.exception or 'see the log'}")
-            console.print(f"docs generated in {DBT_PROJECT_DIR / 'target'}")
+            site = dbt_paths().target_path
+            console.print(f"docs generated in {site} (index.html, catalog.json)", highlight=False)
             if serve:
                 console.print(f"serving on http://localhost:{port} (Ctrl-C to stop)")
                 run_dbt(

@@ -19,11 +19,50 @@ from typing import Any, Literal
 
 from mdq.db import Database
 from mdq.exceptions import DbtRunError
-from mdq.resources import project_file
+from mdq.resources import dbt_work_dir, project_file
 
-#: The dbt project and the profiles directory (the checkout's, or the wheel's copies).
+#: The dbt project and the profiles directory (the checkout's, or the wheel's copies; an
+#: installed mdq reads a per-user copy of the profile instead, see :func:`dbt_paths`).
 DBT_PROJECT_DIR = project_file("dbt_project")
 DBT_PROFILES_DIR = project_file("profiles.yml").parent
+
+
+@dataclass(frozen=True)
+class DbtPaths:
+    """Where one dbt invocation reads its project and profile and writes its output.
+
+    Attributes:
+        project_dir: the dbt project.
+        profiles_dir: the folder holding ``profiles.yml``.
+        target_path: dbt's ``target/`` (manifest, run results, docs site), absolute.
+        log_path: dbt's ``logs/``, absolute.
+        explicit: True when target and log paths must be passed to dbt (an installed mdq,
+            whose package folder is never written to); False when they are dbt's defaults.
+    """
+
+    project_dir: Path
+    profiles_dir: Path
+    target_path: Path
+    log_path: Path
+    explicit: bool
+
+
+def dbt_paths(project_dir: Path | None = None) -> DbtPaths:
+    """Resolve the paths of a dbt run on ``project_dir`` (default: mdq's dbt project).
+
+    In a checkout dbt writes ``dbt_project/target`` and ``dbt_project/logs`` as usual. From an
+    installed wheel, target, logs and the profile live in the per-user
+    :func:`mdq.resources.dbt_work_dir` (``$MDQ_HOME/dbt``), never in site-packages.
+
+    Raises:
+        SettingsError: an installed mdq and invalid settings (MDQ_HOME is read).
+    """
+    project = project_dir or DBT_PROJECT_DIR
+    work = dbt_work_dir() if project_dir is None else None
+    if work is None:
+        return DbtPaths(project, DBT_PROFILES_DIR, project / "target", project / "logs", False)
+    return DbtPaths(project, work, work / "target", work / "logs", True)
+
 
 _DBT_LOCK = threading.Lock()
 
@@ -66,12 +105,15 @@ def dbt_args(
         extra: more arguments, e.g. ``["--select", "stg_market__candles"]``.
         project_dir: another dbt project directory (default: the repository's).
     """
+    paths = dbt_paths(project_dir)
     args = command.split() + [
         "--project-dir",
-        str(project_dir or DBT_PROJECT_DIR),
+        str(paths.project_dir),
         "--profiles-dir",
-        str(DBT_PROFILES_DIR),
+        str(paths.profiles_dir),
     ]
+    if paths.explicit:
+        args += ["--target-path", str(paths.target_path), "--log-path", str(paths.log_path)]
     if dbt_vars:
         args += ["--vars", json.dumps(dict(dbt_vars))]
     return args + list(extra or [])
@@ -291,9 +333,12 @@ def build(
             from prefect_dbt import PrefectDbtRunner
             from prefect_dbt.core.settings import PrefectDbtSettings
 
+            paths = dbt_paths(project_dir)
             runner = PrefectDbtRunner(
                 settings=PrefectDbtSettings(
-                    project_dir=project_dir or DBT_PROJECT_DIR, profiles_dir=DBT_PROFILES_DIR
+                    project_dir=paths.project_dir,
+                    profiles_dir=paths.profiles_dir,
+                    target_path=paths.target_path,
                 ),
                 raise_on_failure=False,
             )

@@ -271,5 +271,6 @@ def test_mdq_docs_generates_the_site(qdb: Database, monkeypatch: pytest.MonkeyPa
     catalog.unlink(missing_ok=True)
     result = CliRunner().invoke(app, ["docs", "--no-serve"])
     assert result.exit_code == 0, result.output
+    assert f"docs generated in {DBT_PROJECT_DIR / 'target'} (index.html" in result.output
     nodes = json.loads(catalog.read_text())["nodes"]
     assert "model.mdq.stg_market__candles" in nodes
