@@ -66,6 +66,7 @@ def backfill(
     notifier: Any = None,
     max_concurrency: int | None = None,
     on_result: Any = None,
+    on_accounting: Any = None,
 ) -> list[SeriesResult]:
     """Backfill candles into ``market_data``, one task per (symbol, timeframe).
 
@@ -90,6 +91,8 @@ def backfill(
         max_concurrency: tasks at once.
         on_result: callable, given each series' :class:`SeriesResult` as it completes (the
             CLI's progress bar).
+        on_accounting: callable, given the run's :class:`~mdq.backfill_core.Accounting`
+            (every input row: stored, quarantined, duplicate or refused with a reason).
 
     Returns:
         One result per series, in request order.
@@ -130,5 +133,6 @@ def backfill(
         database=database,
         max_concurrency=max_concurrency,
         on_result=on_result,
+        on_accounting=on_accounting,
         run_wave=run_wave,
     )

@@ -26,10 +26,17 @@ import psycopg
 from mdq.config import Settings, load_settings
 from mdq.db import Database, connect, open_database
 from mdq.db import backfill as db
-from mdq.exceptions import MdqError, ProviderConfigError
+from mdq.exceptions import AccountingMismatch, MdqError, ProviderConfigError, UnknownSymbols
 from mdq.notify import Alert, LogNotifier, Notifier
 from mdq.providers.base import Provider, Series
-from mdq.validation import Rejected, dedupe_batch, finality, grid_for, validate_candles
+from mdq.validation import (
+    Rejected,
+    dedupe_batch,
+    finality,
+    grid_for,
+    safe_text,
+    validate_candles,
+)
 from mdq.windows import Window, classify_fetch, next_watermark, scheduled_window
 
 logger = logging.getLogger(__name__)
@@ -99,6 +106,7 @@ class SeriesResult:
         inserted, updated, unchanged: effect on market_data.
         quarantined: rows rejected with a reason.
         duplicates: exact repeats inside the batch, dropped (BH-03).
+        outside_window: valid rows of the series the source holds outside the window.
         confirmed_empty: the source confirmed the window holds no candles (BH-07).
         error: why it failed or was skipped.
         seconds: wall time.
@@ -109,17 +117,38 @@ class SeriesResult:
     timeframe: str
     execution_id: uuid.UUID
     status: str
-    window: Window
+    window: Window | None
     fetched: int = 0
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    outside_window: int = 0
     confirmed_empty: bool = False
     error: str | None = None
     seconds: float = 0.0
     watermark: datetime | None = None
+
+    @property
+    def stored(self) -> int:
+        """Rows now in market_data from this run: inserted + updated + unchanged."""
+        return self.inserted + self.updated + self.unchanged
+
+
+def rejected_everything(count: int, rejected: Sequence[Rejected]) -> str:
+    """The error of a run that stored nothing because it rejected all its rows, e.g.
+    ``stored nothing: all 3479 rows quarantined (3479 off_grid: ts ... is not on the 1h
+    grid ...)``: the most frequent reason code, its count, and its first reason."""
+    by_code: dict[str, list[Rejected]] = {}
+    for item in rejected:
+        by_code.setdefault(item.code, []).append(item)
+    code, items = max(by_code.items(), key=lambda kv: len(kv[1]))
+    row = f"row {items[0].source_row}: " if items[0].source_row is not None else ""
+    return (
+        f"stored nothing: all {count} rows quarantined ({len(items)} {code}, e.g. "
+        f"{row}{safe_text(items[0].reason)})"
+    )
 
 
 def default_notifier() -> Notifier:
@@ -211,6 +240,7 @@ def load_series(
             "unchanged": 0,
             "quarantined": 0,
             "duplicates": 0,
+            "outside_window": 0,
         }
 
         def finish(status: str, error: str | None = None, confirmed: bool = False) -> SeriesResult:
@@ -225,6 +255,7 @@ def load_series(
                 records_unchanged=counts["unchanged"],
                 records_quarantined=counts["quarantined"],
                 records_duplicate=counts["duplicates"],
+                records_out_of_window=counts["outside_window"],
             )
             streak = db.track_symbol_failure(
                 conn,
@@ -258,6 +289,7 @@ def load_series(
                 unchanged=counts["unchanged"],
                 quarantined=counts["quarantined"],
                 duplicates=counts["duplicates"],
+                outside_window=counts["outside_window"],
                 confirmed_empty=confirmed,
                 error=error,
                 seconds=time.monotonic() - started,
@@ -270,6 +302,7 @@ def load_series(
             fetched = provider.fetch_candles(symbol, timeframe, window)
             candles = fetched.candles
             counts["fetched"] = len(candles) + len(fetched.rejected)
+            counts["outside_window"] = fetched.outside_window
             grid = grid_for(timeframe, request.calendar)
             valid, invalid = validate_candles(candles, grid, fetched.raw)
             batch = dedupe_batch(valid)
@@ -279,7 +312,8 @@ def load_series(
                     int(row.source_row) if int(row.source_row) >= 0 else None,
                     f"duplicate ts {row.ts.isoformat()} in one batch with different values; "
                     "the later row was kept",
-                    {k: str(v) for k, v in row._asdict().items() if k != "Index"},
+                    {k: safe_text(v) for k, v in row._asdict().items() if k != "Index"},
+                    "conflicting_duplicate",
                 )
                 for row in batch.conflicting.itertuples()
             ]
@@ -337,6 +371,17 @@ def load_series(
                     on_chunk(len(part))
             if not outcome.success:
                 return finish("failed", outcome.reason)
+            stored = counts["inserted"] + counts["updated"] + counts["unchanged"]
+            accounted = stored + counts["quarantined"] + counts["duplicates"]
+            if accounted != counts["fetched"]:
+                return finish(
+                    "failed",
+                    f"accounting: {counts['fetched']} rows fetched but {stored} stored + "
+                    f"{counts['quarantined']} quarantined + {counts['duplicates']} duplicates "
+                    f"= {accounted}",
+                )
+            if stored == 0 and counts["quarantined"] > 0:
+                return finish("failed", rejected_everything(counts["quarantined"], rejected))
             if outcome.confirmed_empty:
                 with conn.transaction():
                     db.record_confirmed_empty(
@@ -420,11 +465,15 @@ def plan_requests(
     For a provider that knows each series' range (a file) and no window given, the window is
     the series' whole range ``[first_ts, last_ts + timeframe)``. A symbol asked for by name
     that the provider does not serve is still requested (for ``timeframes``, else every
-    timeframe the provider serves): its empty answer is then recorded as a failure ("no
-    progress") instead of being silently ignored.
+    timeframe the provider serves) is an error naming it, before anything is loaded and
+    without a failure streak (a series that never existed has no streak to extend). A symbol
+    whose every row the source rejected is present (see :func:`record_rejected_series`).
 
     Returns:
         (requests sorted by symbol and timeframe, the provider's series used).
+
+    Raises:
+        UnknownSymbols: a symbol asked for by name is not in the source at all.
     """
     from mdq.windows import next_cursor
 
@@ -455,16 +504,238 @@ def plan_requests(
                 s.instrument.asset_class,
             )
         )
-    missing = sorted(set(symbols or ()) - {s.instrument.symbol for s in offered})
+    present = {s.instrument.symbol for s in offered}
+    rejected_keys = _rejected_series(provider)
+    present |= {symbol for symbol, _ in rejected_keys}
+    missing = sorted(set(symbols or ()) - present)
     if missing:
-        calendars = known
-        frames = list(timeframes or sorted({s.timeframe for s in offered}))
-        for symbol in missing:
-            for timeframe in frames:
-                requests.append(
-                    SeriesRequest(symbol, timeframe, window, calendars.get(symbol, "24/7"))
-                )
+        source = str(getattr(provider, "path", provider.name))
+        raise UnknownSymbols(missing, Path(source).name, sorted(present))
     return requests, chosen
+
+
+def _rejected_series(provider: Provider) -> dict[tuple[str, str], list[Rejected]]:
+    """Rows the provider rejected while parsing, per (symbol, timeframe) as the source wrote
+    them (providers without this notion: none)."""
+    method = getattr(provider, "rejected_series", None)
+    return method() if callable(method) else {}
+
+
+def record_rejected_series(
+    database: Database,
+    provider: Provider,
+    requests: Sequence[SeriesRequest],
+    symbols: Sequence[str] | None,
+    timeframes: Sequence[str] | None,
+    window: Window | None,
+    options: BackfillOptions,
+    *,
+    flow_run_id: str | None = None,
+    notifier: Notifier | None = None,
+) -> list[SeriesResult]:
+    """Record the series none of whose rows could be placed (naive timestamps, a timeframe
+    written ``1hour``, a ts that does not parse, a null ts, wrong parquet types, a symbol that
+    cannot be stored): each gets a state row ``failed`` with its rows quarantined (reason, raw
+    row, row number) and one more failure in its streak. Before this, such a series vanished.
+
+    Only series that the request covers are recorded (``symbols`` and ``timeframes`` when
+    given); series already in ``requests`` are loaded by :func:`load_series`, which
+    quarantines their rejected rows itself.
+
+    Returns:
+        One ``failed`` result per such series, sorted by symbol and timeframe.
+    """
+    notifier = notifier or default_notifier()
+    planned = {(r.symbol, r.timeframe) for r in requests}
+    wanted = set(symbols) if symbols else None
+    results = []
+    for (symbol, timeframe), rejected in sorted(_rejected_series(provider).items()):
+        if (symbol, timeframe) in planned:
+            continue
+        if wanted is not None and symbol not in wanted:
+            continue
+        if timeframes and timeframe not in timeframes:
+            continue
+        started = time.monotonic()
+        error = rejected_everything(len(rejected), rejected)
+        with connect(database, autocommit=True) as conn:
+            state = db.create_backfill_state(
+                conn,
+                symbol=symbol,
+                timeframe=timeframe,
+                window=window,
+                provider=provider.name,
+                lease_seconds=options.lease_seconds,
+                flow_run_id=flow_run_id,
+            )
+            if state.status == "skipped":
+                results.append(
+                    SeriesResult(
+                        symbol,
+                        timeframe,
+                        state.execution_id,
+                        "skipped",
+                        window,
+                        error=state.error_message,
+                        seconds=time.monotonic() - started,
+                    )
+                )
+                continue
+            with conn.transaction():
+                db.quarantine(
+                    conn,
+                    rejected,
+                    execution_id=state.execution_id,
+                    provider=provider.name,
+                    source=str(getattr(provider, "path", provider.name)).rsplit("/", 1)[-1],
+                    symbol=symbol,
+                    timeframe=timeframe,
+                )
+                db.update_backfill_state(
+                    conn,
+                    state.execution_id,
+                    status="failed",
+                    error_message=error,
+                    records_fetched=len(rejected),
+                    records_quarantined=len(rejected),
+                )
+                streak = db.track_symbol_failure(
+                    conn,
+                    symbol,
+                    timeframe,
+                    success=False,
+                    threshold=options.alert_threshold,
+                    error=error,
+                )
+        if streak.alert_due:
+            notifier.send(
+                Alert(
+                    kind="consecutive_failures",
+                    subject=f"{symbol}/{timeframe}",
+                    message=(
+                        f"backfill of {symbol}/{timeframe} failed "
+                        f"{streak.consecutive_failures} times in a row; last error: {error}"
+                    ),
+                    details={"execution_id": str(state.execution_id), "provider": provider.name},
+                )
+            )
+        logger.warning("backfill %s/%s failed: %s", symbol, timeframe, error)
+        results.append(
+            SeriesResult(
+                symbol,
+                timeframe,
+                state.execution_id,
+                "failed",
+                window,
+                fetched=len(rejected),
+                quarantined=len(rejected),
+                error=error,
+                seconds=time.monotonic() - started,
+            )
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where every input row of one backfill went (issue 16: nothing silently lost).
+
+    ``input_rows = stored + quarantined + duplicates + outside_window + not_requested +
+    not_loaded`` must hold; :func:`account` checks it.
+
+    Attributes:
+        input_rows: rows the source holds (a file's data rows), or None when the provider
+            cannot count them (an API): then only the per-series identity is checked.
+        stored: inserted + updated + unchanged candles.
+        quarantined: rows rejected with a reason (quarantined_candles).
+        duplicates: exact repeats of a key inside one batch (BH-03), dropped.
+        outside_window: valid rows of requested series outside ``[start, end)``.
+        not_requested: rows of series not asked for (``--symbols``/``--timeframe``).
+        not_loaded: rows of series that were skipped (another backfill active) or failed
+            before reading.
+    """
+
+    input_rows: int | None
+    stored: int
+    quarantined: int
+    duplicates: int
+    outside_window: int
+    not_requested: int
+    not_loaded: int
+
+    def line(self) -> str:
+        """One line for the CLI and the log."""
+        total = "?" if self.input_rows is None else str(self.input_rows)
+        return (
+            f"accounting: {total} input rows = {self.stored} stored + {self.quarantined} "
+            f"quarantined + {self.duplicates} duplicates + {self.outside_window} outside the "
+            f"window + {self.not_requested} not requested + {self.not_loaded} not loaded"
+        )
+
+
+def account(provider: Provider, results: Sequence[SeriesResult]) -> Accounting:
+    """Check that every input row of a backfill is accounted for.
+
+    Per series: fetched = stored + quarantined + duplicates (load_series fails the series
+    otherwise) and, for a provider that counts its rows, fetched + outside the window = the
+    series' rows in the source. Per run: the identity of :class:`Accounting`.
+
+    Returns:
+        The run's accounting.
+
+    Raises:
+        AccountingMismatch: a series or the run does not add up (rows were lost).
+    """
+    method = getattr(provider, "input_counts", None)
+    counts: dict[tuple[str, str], int] | None = method() if callable(method) else None
+    seen: set[tuple[str, str]] = set()
+    not_loaded = 0
+    problems = []
+    for r in results:
+        key = (r.symbol, r.timeframe)
+        seen.add(key)
+        placed = r.stored + r.quarantined + r.duplicates
+        if r.status == "failed" and placed < r.fetched:
+            not_loaded += r.fetched - placed  # a failure after the fetch: rows not written
+        elif placed != r.fetched:
+            problems.append(
+                f"{r.symbol}/{r.timeframe}: {r.fetched} fetched, {r.stored} stored + "
+                f"{r.quarantined} quarantined + {r.duplicates} duplicates"
+            )
+        if counts is None:
+            continue
+        if r.fetched == 0 and r.outside_window == 0:
+            not_loaded += counts.get(key, 0)
+        elif counts.get(key, 0) != r.fetched + r.outside_window:
+            problems.append(
+                f"{r.symbol}/{r.timeframe}: source holds {counts.get(key, 0)} rows, "
+                f"{r.fetched} fetched + {r.outside_window} outside the window"
+            )
+    result = Accounting(
+        input_rows=None if counts is None else sum(counts.values()),
+        stored=sum(r.stored for r in results),
+        quarantined=sum(r.quarantined for r in results),
+        duplicates=sum(r.duplicates for r in results),
+        outside_window=sum(r.outside_window for r in results),
+        not_requested=0
+        if counts is None
+        else sum(n for key, n in counts.items() if key not in seen),
+        not_loaded=not_loaded,
+    )
+    if result.input_rows is not None:
+        total = (
+            result.stored
+            + result.quarantined
+            + result.duplicates
+            + result.outside_window
+            + result.not_requested
+            + result.not_loaded
+        )
+        if total != result.input_rows:
+            problems.append(result.line())
+    if problems:
+        raise AccountingMismatch("; ".join(problems))
+    return result
 
 
 def run_backfill(
@@ -481,6 +752,7 @@ def run_backfill(
     notifier: Notifier | None = None,
     max_concurrency: int | None = None,
     on_result: Callable[[SeriesResult], None] | None = None,
+    on_accounting: Callable[[Accounting], None] | None = None,
     run_wave: Callable[
         [Database, Provider, list[SeriesRequest], BackfillOptions], list[SeriesResult]
     ]
@@ -490,11 +762,15 @@ def run_backfill(
     Prefect API is configured): same arguments, same results.
 
     Series run in waves of at most ``max_concurrency``; ``run_wave`` runs one wave (the flow
-    submits Prefect tasks; the default is a thread pool of the wave's size).
+    submits Prefect tasks; the default is a thread pool of the wave's size). Series whose every
+    row was rejected are recorded failed (:func:`record_rejected_series`); then the run's
+    accounting is checked (:func:`account`), logged and passed to ``on_accounting``.
 
     Raises:
         InvalidWindow: only one of start/end, naive datetimes, or end not after start.
         ProviderConfigError: unknown provider or bad provider options.
+        UnknownSymbols: a symbol asked for by name is not in the source.
+        AccountingMismatch: input rows were lost (a loader bug).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -531,6 +807,16 @@ def run_backfill(
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
+        for result in record_rejected_series(
+            target, prov, requests, symbols, timeframes, window, options, notifier=notifier
+        ):
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    accounting = account(prov, results)
+    logger.info("%s", accounting.line())
+    if on_accounting is not None:
+        on_accounting(accounting)
     return results
 
 
@@ -564,6 +850,9 @@ def load_sample_data(
 
     Returns:
         One result per (file, symbol, timeframe), files in name order.
+
+    Raises:
+        AccountingMismatch: a file's rows do not add up.
     """
     from mdq.providers.csv_file import CsvFileProvider, sample_files
 
@@ -574,8 +863,15 @@ def load_sample_data(
         with connect(database, autocommit=True) as conn:
             requests, series = plan_requests(provider, conn, None, None, None)
             db.upsert_instruments(conn, [s.instrument for s in series])
-        for request in requests:
-            result = load_series(database, provider, request, options, notifier=notifier)
+        file_results = [
+            load_series(database, provider, request, options, notifier=notifier)
+            for request in requests
+        ]
+        file_results += record_rejected_series(
+            database, provider, requests, None, None, None, options, notifier=notifier
+        )
+        account(provider, file_results)
+        for result in file_results:
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mdq.config import Settings, load_settings
 from mdq.db import Database, connect, open_database
@@ -55,7 +56,9 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MdqError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(EXIT_COULD_NOT_RUN) from None
 
     return wrapper  # type: ignore[return-value]
@@ -398,6 +401,7 @@ def backfill_command(
     else:
         run = run_backfill
     names = [n.strip() for item in symbols or [] for n in item.split(",") if n.strip()] or None
+    accounting: list[Any] = []
     with project_database(settings) as database:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -420,16 +424,24 @@ def backfill_command(
                 database=database,
                 max_concurrency=concurrency,
                 on_result=lambda r: progress.advance(bar),
+                on_accounting=accounting.append,
             )
             progress.update(bar, total=len(results), completed=len(results))
     for r in results:
         console.print(
-            f"{r.symbol}/{r.timeframe} {r.status}: window {r.window}, fetched {r.fetched}, "
+            f"{r.symbol}/{r.timeframe} {r.status}: window {r.window or '(no row placed in time)'}"
+            f", fetched {r.fetched}, "
             f"inserted {r.inserted}, updated {r.updated}, unchanged {r.unchanged}, "
             f"quarantined {r.quarantined}, duplicates {r.duplicates}"
+            + (f", outside the window {r.outside_window}" if r.outside_window else "")
             + (f" ({r.error})" if r.error else ""),
             highlight=False,
         )
+    for line in accounting:
+        console.print(line.line(), highlight=False)
+    if not results:
+        err_console.print("error: nothing to load: the source has no series", highlight=False)
+        raise typer.Exit(EXIT_COULD_NOT_RUN)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 

@@ -244,3 +244,36 @@ class UnknownCalendar(TerminalError):
             f"calendar {calendar!r} not supported; expected '24/7', 'FX' or an "
             "exchange_calendars code such as XNYS, XLON, XTKS"
         )
+
+
+class UnknownSymbols(TerminalError):
+    """A backfill asked by name for symbols the source does not have (no row at all, valid or
+    rejected). Nothing was loaded and no failure streak was opened.
+
+    Attributes:
+        symbols: the missing symbols, sorted.
+        source: what was read (file name or provider).
+        available: the symbols the source has, sorted.
+    """
+
+    def __init__(self, symbols: list[str], source: str, available: list[str]) -> None:
+        self.symbols = symbols
+        self.source = source
+        self.available = available
+        shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
+        super().__init__(
+            f"symbol(s) {', '.join(symbols)} not in {source}; it has: {shown or 'no symbol'}"
+        )
+
+
+class AccountingMismatch(TerminalError):
+    """The rows a backfill read do not add up: stored + quarantined + duplicates + refused
+    differs from the input rows (a loader bug: some rows were lost).
+
+    Attributes:
+        detail: the counts.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"input rows not accounted for: {detail}")

@@ -20,7 +20,12 @@ STALE_TYPES: tuple[str, ...] = ("stale",)
 GAP_TYPES: tuple[str, ...] = ("gap", "venue_outage")
 OUTLIER_TYPES: tuple[str, ...] = ("outlier", "wick_outlier", "split_suspect")
 
-TProblemKind = Literal["stale", "consecutive_failures", "open_gaps", "open_outliers"]
+#: check_name of the quarantine check (dbt test quarantined_rows): rows a backfill rejected.
+QUARANTINE_CHECK = "quarantined_rows"
+
+TProblemKind = Literal[
+    "stale", "consecutive_failures", "open_gaps", "open_outliers", "rejected_rows"
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class SeriesHealth:
         open_gaps: open anomalies of a gap type.
         open_outliers: open anomalies of an outlier type.
         open_errors: open error-severity anomalies of those types.
+        open_rejected_errors: open error-severity findings of the quarantine check (the latest
+            backfill stored less than the set share of what it fetched, or nothing).
     """
 
     symbol: str
@@ -44,6 +51,7 @@ class SeriesHealth:
     open_gaps: int
     open_outliers: int
     open_errors: int
+    open_rejected_errors: int = 0
 
     @property
     def subject(self) -> str:
@@ -140,6 +148,16 @@ def find_problems(
                     s.subject,
                     severity,
                     f"{s.open_outliers} open outlier anomaly(ies)",
+                )
+            )
+        if s.open_rejected_errors:
+            problems.append(
+                Problem(
+                    "rejected_rows",
+                    s.subject,
+                    "error",
+                    f"the latest backfill quarantined rows ({s.open_rejected_errors} open error "
+                    "finding(s) of quarantined_rows)",
                 )
             )
     for f in failures:

@@ -185,6 +185,43 @@ def off_grid_mask(ts: pd.Series, grid: Grid) -> np.ndarray:
     return np.asarray(off & ts.notna().to_numpy())
 
 
+#: Bounds every stored value must respect (documented in README "Backfill"). A value outside
+#: them is quarantined (reason code ``out_of_bounds``), so that no check's arithmetic can
+#: overflow: price x volume <= 1e30 and ln(price) stays small, far from double precision's
+#: 1.8e308. Source of the limits: the largest real quotes (BRK.A ~ 1e6, hyperinflation-era
+#: indices ~ 1e10) and volumes (~ 1e15 for meme-coin base units), with margin.
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e18
+#: Candle open times accepted: [1800-01-01, 2200-01-01) UTC (inside pandas' ns range
+#: 1677-2262; older or later stamps are typos or sentinels such as 9999-12-31).
+MIN_TS = pd.Timestamp("1800-01-01", tz="UTC")
+MAX_TS = pd.Timestamp("2200-01-01", tz="UTC")
+#: A symbol is 1 to 64 printable characters (the longest real tickers, OCC option symbols,
+#: are 21); anything else (a NUL byte, a 10 MB cell) is quarantined as ``invalid_symbol``.
+MAX_SYMBOL_LENGTH = 64
+#: Cells longer than this are cut in quarantined raw rows (the length is kept in the text).
+MAX_RAW_CELL = 200
+
+#: Reason codes of rejected rows (``quarantined_candles.reason_code``), first failed check.
+REASON_CODES: tuple[str, ...] = (
+    "naive_timestamp",
+    "unparseable_ts",
+    "missing_ts",
+    "ambiguous_local_time",
+    "unparseable_number",
+    "non_finite_number",
+    "out_of_bounds",
+    "nonpositive_price",
+    "negative_volume",
+    "ohlc_inconsistent",
+    "off_grid",
+    "unsupported_timeframe",
+    "invalid_symbol",
+    "conflicting_duplicate",
+    "invalid_row",
+)
+
+
 @dataclass(frozen=True)
 class Rejected:
     """One input row that will not be written.
@@ -194,11 +231,37 @@ class Rejected:
             None when unknown.
         reason: one short sentence naming the column and the value.
         raw: the row as the source gave it (column → text or value).
+        code: the reason's kind, one of :data:`REASON_CODES` (the first failed check).
     """
 
     source_row: int | None
     reason: str
     raw: dict[str, Any]
+    code: str = "invalid_row"
+
+
+def safe_text(value: object) -> str:
+    """Text fit for a JSON/PostgreSQL text value and a one-line message.
+
+    NUL bytes (which PostgreSQL text cannot hold) become ``\\x00``; a value longer than
+    :data:`MAX_RAW_CELL` characters is cut and says how long it was.
+    """
+    text = str(value)
+    if len(text) > MAX_RAW_CELL:
+        text = f"{text[:MAX_RAW_CELL]}... ({len(text)} characters)"
+    return text.replace("\x00", "\\x00")
+
+
+def symbol_problem(symbol: str) -> str | None:
+    """Why a symbol cannot be stored, or None when it can (1 to :data:`MAX_SYMBOL_LENGTH`
+    printable characters, no leading or trailing space)."""
+    if not symbol:
+        return "symbol is empty"
+    if len(symbol) > MAX_SYMBOL_LENGTH:
+        return f"symbol is {len(symbol)} characters long (at most {MAX_SYMBOL_LENGTH})"
+    if not symbol.isprintable():
+        return f"symbol {safe_text(symbol)!r} contains a control character"
+    return None
 
 
 def _fmt(value: object) -> str:
@@ -211,10 +274,12 @@ def validate_candles(
     """Split candles into rows fit to write and rejected rows with a reason.
 
     Checks, in order (a row gets the reasons of every failed check, joined by ``"; "``):
-    a missing or non-finite number (NaN, inf); a non-positive price; a negative volume;
-    ``high < low``; ``high`` below max(open, close); ``low`` above min(open, close); a naive
-    ``ts`` column (no time zone: every row is rejected); a missing ``ts``; ``ts`` off the
-    timeframe grid.
+    a missing or non-finite number (NaN, inf);
+    a price above :data:`MAX_PRICE` or a volume above :data:`MAX_VOLUME`; a non-positive price;
+    a negative volume; ``high < low``; ``high`` below max(open, close); ``low`` above
+    min(open, close); a naive ``ts`` column (no time zone: every row is rejected); a missing
+    ``ts``; ``ts`` outside ``[MIN_TS, MAX_TS)``; ``ts`` off the timeframe grid. The rejected
+    row's ``code`` is the first failed check's (:data:`REASON_CODES`).
 
     Args:
         candles: canonical columns (``ts`` as ``datetime64[ns, UTC]``, prices and volume as
@@ -229,40 +294,82 @@ def validate_candles(
     n = len(candles)
     if n == 0:
         return candles, []
-    reasons: list[tuple[np.ndarray, Any]] = []
+    reasons: list[tuple[np.ndarray, Any, str]] = []
     values = {c: candles[c].to_numpy(dtype="float64", na_value=np.nan) for c in NUMBER_COLUMNS}
     for col in NUMBER_COLUMNS:
         v = values[col]
         reasons.append(
-            (~np.isfinite(v), lambda i, c=col: f"{c} is not a finite number: {_fmt(values[c][i])}")
+            (
+                ~np.isfinite(v),
+                lambda i, c=col: f"{c} is not a finite number: {_fmt(values[c][i])}",
+                "non_finite_number",
+            )
         )
     with np.errstate(invalid="ignore"):
         for col in PRICE_COLUMNS:
             v = values[col]
-            reasons.append((v <= 0, lambda i, c=col: f"non-positive price: {c}={values[c][i]}"))
+            reasons.append(
+                (
+                    np.isfinite(v) & (v > MAX_PRICE),
+                    lambda i, c=col: f"{c} {values[c][i]:g} above the bound {MAX_PRICE:g}",
+                    "out_of_bounds",
+                )
+            )
         vol = values["volume"]
-        reasons.append((vol < 0, lambda i: f"negative volume: volume={vol[i]}"))
+        reasons.append(
+            (
+                np.isfinite(vol) & (vol > MAX_VOLUME),
+                lambda i: f"volume {vol[i]:g} above the bound {MAX_VOLUME:g}",
+                "out_of_bounds",
+            )
+        )
+        for col in PRICE_COLUMNS:
+            v = values[col]
+            reasons.append(
+                (
+                    v <= 0,
+                    lambda i, c=col: f"non-positive price: {c}={values[c][i]}",
+                    "nonpositive_price",
+                )
+            )
+        reasons.append((vol < 0, lambda i: f"negative volume: volume={vol[i]}", "negative_volume"))
         o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
-        reasons.append((h < lo, lambda i: f"high {h[i]} below low {lo[i]}"))
+        reasons.append((h < lo, lambda i: f"high {h[i]} below low {lo[i]}", "ohlc_inconsistent"))
         reasons.append(
             (
                 h < np.maximum(o, c),
                 lambda i: f"high {h[i]} below max(open, close) {max(o[i], c[i])}",
+                "ohlc_inconsistent",
             )
         )
         reasons.append(
             (
                 lo > np.minimum(o, c),
                 lambda i: f"low {lo[i]} above min(open, close) {min(o[i], c[i])}",
+                "ohlc_inconsistent",
             )
         )
     ts = candles["ts"]
     if getattr(ts.dt, "tz", None) is None:  # naive: the zone is unknown, every row is suspect
-        reasons.append((np.ones(n, dtype=bool), lambda i: "naive timestamp (no time zone)"))
+        reasons.append(
+            (
+                np.ones(n, dtype=bool),
+                lambda i: "naive timestamp (no time zone)",
+                "naive_timestamp",
+            )
+        )
         ts = pd.Series(pd.NaT, index=candles.index, dtype="datetime64[ns, UTC]")
     ts_na = ts.isna().to_numpy()
-    reasons.append((ts_na, lambda i: "ts is missing"))
-    off = off_grid_mask(ts, grid)
+    reasons.append((ts_na, lambda i: "ts is missing", "missing_ts"))
+    out_of_range = ((ts < MIN_TS) | (ts >= MAX_TS)).to_numpy() & ~ts_na
+    reasons.append(
+        (
+            out_of_range,
+            lambda i: f"ts {ts.iloc[i].isoformat()} outside [{MIN_TS.date()}, {MAX_TS.date()})",
+            "out_of_bounds",
+        )
+    )
+    off = off_grid_mask(ts, grid) & ~out_of_range
     tf_label = next(
         (k for k, s in _TIMEFRAME_SECONDS.items() if s == grid.seconds), f"{grid.seconds}s"
     )
@@ -274,24 +381,26 @@ def validate_candles(
                 f"({grid.zone}, anchored at {grid.anchor_minutes // 60:02d}:"
                 f"{grid.anchor_minutes % 60:02d})"
             ),
+            "off_grid",
         )
     )
     bad = np.zeros(n, dtype=bool)
-    for mask, _ in reasons:
+    for mask, _, _ in reasons:
         bad |= mask
     if not bad.any():
         return candles, []
     rejected: list[Rejected] = []
     rows = candles["source_row"].to_numpy() if "source_row" in candles else np.full(n, -1)
     for i in np.flatnonzero(bad):
-        why = "; ".join(describe(int(i)) for mask, describe in reasons if mask[i])
+        failed = [(describe, code) for mask, describe, code in reasons if mask[i]]
+        why = "; ".join(describe(int(i)) for describe, _ in failed)
         label = candles.index[i]
         if raw is not None and label in raw.index:
             raw_row = {k: _jsonable(v) for k, v in raw.loc[label].items()}
         else:
             raw_row = {k: _jsonable(v) for k, v in candles.iloc[i].items() if k != "source_row"}
         source_row = int(rows[i]) if rows[i] >= 0 else None
-        rejected.append(Rejected(source_row, why, raw_row))
+        rejected.append(Rejected(source_row, why, raw_row, failed[0][1]))
     return candles[~bad], rejected
 
 
@@ -313,7 +422,9 @@ def _jsonable(value: object) -> Any:
             return None
     except (TypeError, ValueError):
         pass
-    return value if isinstance(value, str | int | bool) else str(value)
+    if isinstance(value, str):
+        return safe_text(value)
+    return value if isinstance(value, int | bool) else safe_text(value)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ class BackfillState:
     records_unchanged: int = 0
     records_quarantined: int = 0
     records_duplicate: int = 0
+    records_out_of_window: int = 0
     error_message: str | None = None
     flow_run_id: str | None = None
     lease_expires_at: datetime | None = None
@@ -89,7 +90,7 @@ def create_backfill_state(
     *,
     symbol: str,
     timeframe: str,
-    window: Window,
+    window: Window | None,
     provider: str,
     lease_seconds: int,
     asset_class: str | None = None,
@@ -106,7 +107,8 @@ def create_backfill_state(
         conn: open connection.
         symbol: the symbol.
         timeframe: the timeframe.
-        window: requested window ``[start, end)``.
+        window: requested window ``[start, end)``; None for rows that could not be placed in
+            time (every row rejected before a window applies).
         provider: provider name.
         lease_seconds: how long the claim holds without renewal.
         asset_class: the asset class, when known.
@@ -123,8 +125,8 @@ def create_backfill_state(
         "timeframe": timeframe,
         "asset_class": asset_class,
         "provider": provider,
-        "window_start": window.start,
-        "window_end": window.end,
+        "window_start": window.start if window else None,
+        "window_end": window.end if window else None,
         "flow_run_id": flow_run_id,
         "lease": lease_seconds,
     }
@@ -222,7 +224,8 @@ def update_backfill_state(
         lease_seconds: renew the lease to now + this many seconds.
         error_message: the error, for a failure.
         **counts: ``records_fetched``, ``records_inserted``, ``records_updated``,
-            ``records_unchanged``, ``records_quarantined``, ``records_duplicate`` (totals).
+            ``records_unchanged``, ``records_quarantined``, ``records_duplicate``,
+            ``records_out_of_window`` (totals).
 
     Returns:
         The updated row.
@@ -237,6 +240,7 @@ def update_backfill_state(
         "records_unchanged",
         "records_quarantined",
         "records_duplicate",
+        "records_out_of_window",
     }
     unknown = set(counts) - allowed
     if unknown:
@@ -586,7 +590,8 @@ def quarantine(
     """Store rejected input rows with their reason, raw row and source row number.
 
     A row already quarantined (same provider, source, row number, reason and raw row) is not
-    stored twice.
+    stored twice: it moves to the latest execution that rejected it (``execution_id``,
+    ``quarantined_at``), so the quarantine check reports it on the latest run.
 
     Returns:
         How many rows were newly stored.
@@ -610,6 +615,7 @@ def quarantine(
                 symbol,
                 timeframe,
                 item.reason,
+                item.code,
                 raw,
                 fingerprint,
             )
@@ -617,12 +623,16 @@ def quarantine(
     with conn.cursor() as cur:
         cur.executemany(
             """
-            insert into quarantined_candles (
+            insert into quarantined_candles as q (
                 execution_id, provider, source, source_row, symbol, timeframe, reason,
-                raw_row, fingerprint
+                reason_code, raw_row, fingerprint
             )
-            values (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
-            on conflict (fingerprint) do nothing
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+            on conflict (fingerprint) do update
+            set execution_id = excluded.execution_id,
+                reason_code = excluded.reason_code,
+                quarantined_at = now()
+            where q.execution_id is distinct from excluded.execution_id
             """,
             records,
         )

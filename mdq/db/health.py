@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from mdq.health_rules import (
     GAP_TYPES,
     OUTLIER_TYPES,
+    QUARANTINE_CHECK,
     STALE_TYPES,
     AlertPlan,
     FailureStreak,
@@ -42,7 +43,10 @@ def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
                 count(*) filter (
                     where severity = 'error'
                         and anomaly_type = any(%(gaps)s || %(outliers)s)
-                ) as open_errors
+                ) as open_errors,
+                count(*) filter (
+                    where severity = 'error' and check_name = %(quarantine)s
+                ) as open_rejected_errors
             from data_anomalies
             where status = 'open' and symbol is not null and timeframe is not null
             group by symbol, timeframe
@@ -55,18 +59,24 @@ def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
                 coalesce(a.open_stale, 0) as open_stale,
                 coalesce(a.open_gaps, 0) as open_gaps,
                 coalesce(a.open_outliers, 0) as open_outliers,
-                coalesce(a.open_errors, 0) as open_errors
+                coalesce(a.open_errors, 0) as open_errors,
+                coalesce(a.open_rejected_errors, 0) as open_rejected_errors
             from last_candles as c
             full outer join open_anomalies as a
                 on a.symbol = c.symbol and a.timeframe = c.timeframe
         )
         select * from final order by symbol, timeframe
         """,
-        {"stale": list(STALE_TYPES), "gaps": list(GAP_TYPES), "outliers": list(OUTLIER_TYPES)},
+        {
+            "stale": list(STALE_TYPES),
+            "gaps": list(GAP_TYPES),
+            "outliers": list(OUTLIER_TYPES),
+            "quarantine": QUARANTINE_CHECK,
+        },
     ).fetchall()
     return [
-        SeriesHealth(str(s), str(t), last, int(st), int(g), int(o), int(e))
-        for s, t, last, st, g, o, e in rows
+        SeriesHealth(str(s), str(t), last, int(st), int(g), int(o), int(e), int(r))
+        for s, t, last, st, g, o, e, r in rows
     ]
 
 

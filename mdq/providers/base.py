@@ -75,6 +75,8 @@ class FetchResult:
         source_confirms_empty: True when the source states, authoritatively, that an empty
             answer means no candles exist there (a sparse feed, BH-07).
         raw: the source rows as given, indexed like ``candles`` (for quarantine), or None.
+        outside_window: valid rows of this series the source holds outside the window (not
+            returned; a file knows them, an API does not: 0).
     """
 
     candles: pd.DataFrame
@@ -83,6 +85,7 @@ class FetchResult:
     source: str
     source_confirms_empty: bool = False
     raw: pd.DataFrame | None = field(default=None, repr=False)
+    outside_window: int = 0
 
 
 class Provider(Protocol):

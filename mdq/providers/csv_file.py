@@ -45,7 +45,7 @@ from typing import Any
 
 import pandas as pd
 
-from mdq.exceptions import ProviderConfigError, ProviderError
+from mdq.exceptions import ProviderConfigError, ProviderError, UnsupportedTimeframe
 from mdq.providers.base import (
     CANDLE_FRAME_COLUMNS,
     FetchResult,
@@ -53,13 +53,28 @@ from mdq.providers.base import (
     Series,
     empty_candles,
 )
-from mdq.validation import CANONICAL_COLUMNS, NUMBER_COLUMNS, Rejected, parse_timeframe
+from mdq.validation import (
+    CANONICAL_COLUMNS,
+    MAX_TS,
+    MIN_TS,
+    NUMBER_COLUMNS,
+    Rejected,
+    parse_timeframe,
+    safe_text,
+    symbol_problem,
+)
 from mdq.windows import Window
 
 PROVIDER = "csv"
 MAPPING_SUFFIX = ".mapping.toml"
 _ISO = "ISO8601"
 _OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+#: Accepted values of a mapping's ``[labels]`` table (see :mod:`mdq.labels`).
+LABEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "daily": ("auto", "session_midnight", "utc_midnight", "close"),
+    "intraday_grid": ("auto", "session", "clock"),
+    "intraday_label": ("auto", "open", "close"),
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,12 @@ class CsvMapping:
         order: ``ascending``/``descending``/``any``, informational.
         instrument: defaults for the instruments table (``calendar``, ``exchange``,
             ``quote_currency``, ``asset_class``).
+        labels: the label convention, overriding detection (:data:`LABEL_OPTIONS`):
+            ``daily`` = ``auto``/``session_midnight``/``utc_midnight``/``close``;
+            ``intraday_grid`` = ``auto``/``session``/``clock``; ``intraday_label`` =
+            ``auto``/``open``/``close``.
+        actions: corporate-action columns of the file: ``split_ratio`` (new shares per old
+            share on the row's session, 1 = none) and ``dividend`` (cash per share, 0 = none).
     """
 
     columns: dict[str, str] = field(default_factory=lambda: {c: c for c in CANONICAL_COLUMNS})
@@ -84,21 +105,45 @@ class CsvMapping:
     timezone: str | None = None
     order: str = "any"
     instrument: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    actions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "mapping") -> CsvMapping:
         """Build and check a mapping from parsed TOML.
 
         Raises:
-            ProviderConfigError: unknown keys, a key that is not a canonical column, a bad
-                timeframe constant, or a bad zone. (A canonical column the mapping does not
-                name is read from the file column of the same name.)
+            ProviderConfigError: unknown keys, a value of the wrong type (``skip_rows = 'abc'``,
+                ``columns = 'x'``), a key that is not a canonical column, a bad timeframe
+                constant, a bad zone or a bad label convention. (A canonical column the mapping
+                does not name is read from the file column of the same name.)
         """
-        known = {"columns", "constants", "skip_rows", "order", "timestamps", "instrument"}
+        known = {
+            "columns",
+            "constants",
+            "skip_rows",
+            "order",
+            "timestamps",
+            "instrument",
+            "labels",
+            "actions",
+        }
         extra = set(data) - known
         if extra:
             raise ProviderConfigError(
                 PROVIDER, f"{where}: unknown keys {sorted(extra)}; expected {sorted(known)}"
+            )
+        for key in ("columns", "constants", "timestamps", "instrument", "labels", "actions"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ProviderConfigError(
+                    PROVIDER,
+                    f"{where}: {key} must be a table ([{key}] with name = value lines), "
+                    f"not {type(data[key]).__name__}",
+                )
+        skip_rows = data.get("skip_rows", 0)
+        if isinstance(skip_rows, bool) or not isinstance(skip_rows, int) or skip_rows < 0:
+            raise ProviderConfigError(
+                PROVIDER, f"{where}: skip_rows must be a whole number >= 0, not {skip_rows!r}"
             )
         constants = {str(k): str(v) for k, v in data.get("constants", {}).items()}
         # a canonical column neither mapped nor constant keeps its own name in the file
@@ -112,15 +157,18 @@ class CsvMapping:
                     f"{', '.join(CANONICAL_COLUMNS)}",
                 )
         if "timeframe" in constants:
-            constants["timeframe"] = parse_timeframe(constants["timeframe"])
+            try:
+                constants["timeframe"] = parse_timeframe(constants["timeframe"])
+            except UnsupportedTimeframe as exc:
+                raise ProviderConfigError(PROVIDER, f"{where}: constants: {exc}") from None
         stamps = data.get("timestamps", {})
         zone = stamps.get("timezone")
         if zone is not None:
             try:
-                pd.Timestamp("2000-01-01").tz_localize(zone)
+                pd.Timestamp("2000-01-01").tz_localize(str(zone))
             except Exception:  # pytz/zoneinfo raise different types for an unknown zone
                 raise ProviderConfigError(
-                    PROVIDER, f"{where}: unknown time zone {zone!r}"
+                    PROVIDER, f"{where}: unknown time zone {safe_text(zone)!r}"
                 ) from None
         fmt = str(stamps.get("format", _ISO))
         order = str(data.get("order", "any"))
@@ -128,14 +176,37 @@ class CsvMapping:
             raise ProviderConfigError(
                 PROVIDER, f"{where}: order {order!r}; expected ascending, descending or any"
             )
+        labels = {str(k): str(v) for k, v in data.get("labels", {}).items()}
+        for key, value in labels.items():
+            accepted = LABEL_OPTIONS.get(key)
+            if accepted is None:
+                raise ProviderConfigError(
+                    PROVIDER,
+                    f"{where}: labels.{key} unknown; expected one of {', '.join(LABEL_OPTIONS)}",
+                )
+            if value not in accepted:
+                raise ProviderConfigError(
+                    PROVIDER,
+                    f"{where}: labels.{key} = {value!r}; expected one of {', '.join(accepted)}",
+                )
+        actions = {str(k): str(v) for k, v in data.get("actions", {}).items()}
+        unknown_actions = set(actions) - {"split_ratio", "dividend"}
+        if unknown_actions:
+            raise ProviderConfigError(
+                PROVIDER,
+                f"{where}: actions {sorted(unknown_actions)} unknown; expected split_ratio, "
+                "dividend (each naming a column of the file)",
+            )
         return cls(
             columns=columns,
             constants=constants,
-            skip_rows=int(data.get("skip_rows", 0)),
+            skip_rows=skip_rows,
             ts_format=fmt,
-            timezone=zone,
+            timezone=None if zone is None else str(zone),
             order=order,
             instrument={str(k): str(v) for k, v in data.get("instrument", {}).items()},
+            labels=labels,
+            actions=actions,
         )
 
     @classmethod
@@ -158,12 +229,33 @@ def find_mapping(path: Path) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+#: Series key of rows whose symbol cannot be stored (empty, control characters, too long).
+INVALID_SYMBOL = "(invalid symbol)"
+
+
+def _quote(value: object) -> str:
+    return repr(safe_text(value))
+
+
+def series_keys(symbols: pd.Series, timeframes: pd.Series) -> pd.Series:
+    """The (symbol, timeframe) key of each row, as the file gives them; a symbol that cannot be
+    stored is keyed :data:`INVALID_SYMBOL`, a timeframe is cut by :func:`safe_text`."""
+    problems = symbols.map(symbol_problem)
+    shown = symbols.where(problems.isna(), INVALID_SYMBOL)
+    return pd.Series(
+        list(zip(shown.astype(str), timeframes.astype(str).map(safe_text), strict=True)),
+        index=symbols.index,
+        dtype=object,
+    )
+
+
 @dataclass
 class _Parsed:
     candles: pd.DataFrame
     raw: pd.DataFrame
     rejected: dict[tuple[str, str], list[Rejected]]
     series: list[Series]
+    input_counts: dict[tuple[str, str], int]
 
 
 class CsvFileProvider:
@@ -208,79 +300,145 @@ class CsvFileProvider:
         except OSError as exc:
             raise ProviderError(PROVIDER, f"cannot read {self.path}: {exc}") from None
         except (ValueError, pd.errors.ParserError) as exc:
-            raise ProviderConfigError(PROVIDER, f"cannot parse {self.path.name}: {exc}") from None
+            raise ProviderConfigError(
+                PROVIDER, f"cannot parse {self.path.name}: {safe_text(exc)}"
+            ) from None
         frame.columns = [str(c).strip() for c in frame.columns]
-        wanted = set(self.mapping.columns.values())
+        wanted = set(self.mapping.columns.values()) | set(self.mapping.actions.values())
         absent = sorted(wanted - set(frame.columns))
         if absent:
+            has = [safe_text(c) for c in frame.columns[:30]]
             raise ProviderConfigError(
                 PROVIDER,
-                f"{self.path.name}: columns {absent} not in the file; it has {list(frame.columns)}",
+                f"{self.path.name}: columns {absent} not in the file; it has {has}"
+                + (f" and {len(frame.columns) - 30} more" if len(frame.columns) > 30 else ""),
             )
         # 1-based line numbers: banner lines, then the header, then the records
         frame.index = pd.RangeIndex(len(frame)) + self.mapping.skip_rows + 2
         return frame
 
-    def _parse_ts(self, text: pd.Series) -> tuple[pd.Series, pd.Series]:
-        """Parse timestamps to UTC; returns (ts, reason per row or None)."""
+    def _parse_ts(self, text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """Parse timestamps to UTC.
+
+        Returns:
+            (ts as ``datetime64[ns, UTC]``, NaT where unparsed; the reason per row or None;
+            the reason code per row or None).
+        """
         reasons = pd.Series(None, index=text.index, dtype=object)
+        codes = pd.Series(None, index=text.index, dtype=object)
         zone = self.mapping.timezone
+        out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
         if pd.api.types.is_datetime64_any_dtype(text):
-            ts = text
-            if ts.dt.tz is None:
+            parsed = text
+            if parsed.dt.tz is None:
                 if zone is None:
                     reasons[:] = "naive timestamp (no UTC offset) and the mapping gives no timezone"
-                    return pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]"), reasons
-                ts = ts.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-            return ts.dt.tz_convert("UTC"), reasons
+                    codes[:] = "naive_timestamp"
+                    return out, reasons, codes
+                parsed = parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+            return self._bounded(parsed.dt.tz_convert("UTC"), text.astype(str), reasons, codes)
+        if not (
+            pd.api.types.is_object_dtype(text) or pd.api.types.is_string_dtype(text)
+        ):  # a parquet column of numbers or booleans
+            reasons[:] = f"ts: a {text.dtype} column, not timestamps"
+            codes[:] = "unparseable_ts"
+            return out, reasons, codes
         text = text.astype(str).str.strip()
-        out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
         if self.mapping.ts_format == _ISO:
             has_offset = text.str.contains(_OFFSET, regex=True)
-            aware = text[has_offset]
-            if len(aware):
-                out[has_offset] = pd.to_datetime(aware, format="ISO8601", utc=True, errors="coerce")
+            aware = pd.to_datetime(text[has_offset], format="ISO8601", utc=True, errors="coerce")
+            aware_bad = aware.isna()
+            reasons[aware_bad[aware_bad].index] = (
+                "ts: cannot parse " + text[has_offset][aware_bad].map(_quote) + " as ISO8601"
+            )
+            codes[aware_bad[aware_bad].index] = "unparseable_ts"
+            aware_ok = aware[~aware_bad]
             naive_text = text[~has_offset]
             naive = pd.to_datetime(naive_text, format="ISO8601", errors="coerce")
         else:
+            aware_ok = pd.Series(dtype="datetime64[ns, UTC]")
             naive_text = text
             parsed = pd.to_datetime(text, format=self.mapping.ts_format, errors="coerce")
             if getattr(parsed.dt, "tz", None) is not None:
-                return parsed.dt.tz_convert("UTC"), reasons.where(
-                    parsed.notna(),
-                    "ts: cannot parse " + text + f" with format {self.mapping.ts_format!r}",
+                bad = parsed.isna()
+                reasons[bad[bad].index] = (
+                    "ts: cannot parse "
+                    + text[bad].map(_quote)
+                    + f" with format {self.mapping.ts_format!r}"
                 )
+                codes[bad[bad].index] = "unparseable_ts"
+                return self._bounded(parsed.dt.tz_convert("UTC"), text, reasons, codes)
             naive = parsed
+        local_ok = pd.Series(dtype="datetime64[ns, UTC]")
         if len(naive_text):
             unparsed = naive.isna()
             reasons[unparsed[unparsed].index] = (
                 "ts: cannot parse "
-                + naive_text[unparsed].map(repr)
+                + naive_text[unparsed].map(_quote)
                 + f" as {self.mapping.ts_format}"
             )
+            codes[unparsed[unparsed].index] = "unparseable_ts"
             ok = naive.notna()
             if zone is None:
                 reasons[ok[ok].index] = (
                     "naive timestamp "
-                    + naive_text[ok].map(repr)
+                    + naive_text[ok].map(_quote)
                     + " (no UTC offset) and the mapping gives no timezone"
                 )
+                codes[ok[ok].index] = "naive_timestamp"
             elif ok.any():
-                local = naive[ok].dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+                inside = naive[ok]
+                low, high = MIN_TS.tz_localize(None), MAX_TS.tz_localize(None)
+                inside = inside[(inside >= low) & (inside < high)]
+                local = inside.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
                 bad_local = local.isna()
                 reasons[bad_local[bad_local].index] = (
                     "ts "
-                    + naive_text[ok][bad_local].map(repr)
+                    + naive_text[bad_local[bad_local].index].map(_quote)
                     + f" is ambiguous or does not exist in {zone} (DST change)"
                 )
-                out[ok] = local.dt.tz_convert("UTC")
-        return out, reasons
+                codes[bad_local[bad_local].index] = "ambiguous_local_time"
+                local_ok = local[~bad_local].dt.tz_convert("UTC")
+                outside = ok & ~ok.index.isin(inside.index)
+                out_idx = outside[outside].index
+                reasons[out_idx] = (
+                    "ts "
+                    + naive_text[out_idx].map(_quote)
+                    + f" outside [{MIN_TS.date()}, {MAX_TS.date()})"
+                )
+                codes[out_idx] = "out_of_bounds"
+        both = pd.concat([aware_ok, local_ok]) if len(local_ok) else aware_ok
+        return self._bounded(both, text, reasons, codes, out)
+
+    @staticmethod
+    def _bounded(
+        parsed: pd.Series,
+        text: pd.Series,
+        reasons: pd.Series,
+        codes: pd.Series,
+        out: pd.Series | None = None,
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """Keep parsed instants inside ``[MIN_TS, MAX_TS)`` (pandas' ns range is 1677-2262;
+        a year 9999 would overflow it), the others become NaT with reason ``out_of_bounds``."""
+        if out is None:
+            out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+        parsed = parsed.dropna()
+        inside = (parsed >= MIN_TS) & (parsed < MAX_TS)
+        outside = inside[~inside].index
+        reasons[outside] = (
+            "ts " + text[outside].map(_quote) + f" outside [{MIN_TS.date()}, {MAX_TS.date()})"
+        )
+        codes[outside] = "out_of_bounds"
+        good = parsed[inside]
+        if len(good):
+            out[good.index] = good.dt.as_unit("ns")
+        return out, reasons, codes
 
     def _parse(self) -> _Parsed:
         raw = self._read_raw()
         m = self.mapping
         typed = pd.DataFrame(index=raw.index)
-        reasons: list[pd.Series] = []
+        reasons: list[tuple[pd.Series, pd.Series]] = []
         for col in CANONICAL_COLUMNS:
             if col in m.columns:
                 typed[col] = raw[m.columns[col]]
@@ -288,34 +446,60 @@ class CsvFileProvider:
                 typed[col] = m.constants[col]
         for col in ("symbol", "asset_class", "timeframe"):
             typed[col] = typed[col].astype(str).str.strip()
-        ts, ts_reason = self._parse_ts(typed["ts"])
+        symbol_why = typed["symbol"].map(symbol_problem)
+        reasons.append((symbol_why, symbol_why.where(symbol_why.isna(), "invalid_symbol")))
+        ts, ts_reason, ts_code = self._parse_ts(typed["ts"])
+        missing = ts.isna() & ts_reason.isna()  # a null in a timestamp column
+        ts_reason[missing] = "ts is missing"
+        ts_code[missing] = "missing_ts"
         typed["ts"] = ts
-        reasons.append(ts_reason)
+        reasons.append((ts_reason, ts_code))
         for col in NUMBER_COLUMNS:
             source = typed[col]
-            numbers = pd.to_numeric(source, errors="coerce")
-            if not pd.api.types.is_numeric_dtype(source):
-                text = source.astype(str).str.strip()
-                literal_nan = text.str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
-                failed = numbers.isna() & ~literal_nan
-                why = pd.Series(None, index=raw.index, dtype=object)
-                why[failed] = f"{col}: cannot parse " + text[failed].map(repr) + " as a number"
-                reasons.append(why)
+            why = pd.Series(None, index=raw.index, dtype=object)
+            if pd.api.types.is_bool_dtype(source) or not (
+                pd.api.types.is_numeric_dtype(source)
+                or pd.api.types.is_object_dtype(source)
+                or pd.api.types.is_string_dtype(source)
+            ):
+                why[:] = f"{col}: a {source.dtype} column, not numbers"
+                numbers = pd.Series(float("nan"), index=raw.index)
+            else:
+                numbers = pd.to_numeric(source, errors="coerce")
+                if not pd.api.types.is_numeric_dtype(source):
+                    text = source.astype(str).str.strip()
+                    literal_nan = text.str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
+                    failed = numbers.isna() & ~literal_nan
+                    why[failed] = (
+                        f"{col}: cannot parse " + text[failed].map(_quote) + " as a number"
+                    )
+            reasons.append((why, why.where(why.isna(), "unparseable_number")))
             typed[col] = numbers.astype("float64")
         bad_tf = ~typed["timeframe"].isin(list(_timeframes()))
         why_tf = pd.Series(None, index=raw.index, dtype=object)
-        why_tf[bad_tf] = "timeframe " + typed["timeframe"][bad_tf].map(repr) + " not supported"
-        reasons.append(why_tf)
+        why_tf[bad_tf] = (
+            "timeframe "
+            + typed["timeframe"][bad_tf].map(_quote)
+            + f" not supported; expected one of {', '.join(_timeframes())}"
+        )
+        reasons.append((why_tf, why_tf.where(why_tf.isna(), "unsupported_timeframe")))
         typed["source_row"] = raw.index.to_numpy(dtype="int64")
-        combined = pd.concat(reasons, axis=1)
+        combined = pd.concat([r for r, _ in reasons], axis=1)
+        combined_codes = pd.concat([c for _, c in reasons], axis=1)
         has_reason = combined.notna().any(axis=1).to_numpy()
+        keys = series_keys(typed["symbol"], typed["timeframe"])
         rejected: dict[tuple[str, str], list[Rejected]] = {}
         if has_reason.any():
             for label in raw.index[has_reason]:
                 why = "; ".join(str(r) for r in combined.loc[label] if isinstance(r, str))
-                key = (str(typed.at[label, "symbol"]), str(typed.at[label, "timeframe"]))
-                rejected.setdefault(key, []).append(
-                    Rejected(int(label), why, {k: str(v) for k, v in raw.loc[label].items()})
+                code = next(str(c) for c in combined_codes.loc[label] if isinstance(c, str))
+                rejected.setdefault(keys[label], []).append(
+                    Rejected(
+                        int(label),
+                        why,
+                        {safe_text(k): safe_text(v) for k, v in raw.loc[label].items()},
+                        code,
+                    )
                 )
         good = typed[~has_reason][list(CANDLE_FRAME_COLUMNS)]
         series = []
@@ -336,7 +520,9 @@ class CsvFileProvider:
                     group["ts"].max().to_pydatetime(),
                 )
             )
-        return _Parsed(good, raw, rejected, series)
+        counts = keys.value_counts()
+        input_counts = {key: int(n) for key, n in counts.items()}
+        return _Parsed(good, raw, rejected, series, input_counts)
 
     def _data(self) -> _Parsed:
         with self._lock:
@@ -354,6 +540,26 @@ class CsvFileProvider:
             ProviderConfigError: the mapping does not fit the file.
         """
         return list(self._data().series)
+
+    def input_counts(self) -> dict[tuple[str, str], int]:
+        """Rows of the file per (symbol, timeframe) as written in it (valid and rejected;
+        unstorable symbols keyed ``(invalid symbol)``), for the backfill's accounting.
+
+        Raises:
+            ProviderError: the file could not be read.
+            ProviderConfigError: the mapping does not fit the file.
+        """
+        return dict(self._data().input_counts)
+
+    def rejected_series(self) -> dict[tuple[str, str], list[Rejected]]:
+        """Rows that could not be parsed, per (symbol, timeframe) as written in the file,
+        including series none of whose rows is valid (they appear in no :meth:`list_series`).
+
+        Raises:
+            ProviderError: the file could not be read.
+            ProviderConfigError: the mapping does not fit the file.
+        """
+        return {key: list(rows) for key, rows in self._data().rejected.items()}
 
     def fetch_candles(self, symbol: str, timeframe: str, window: Window) -> FetchResult:
         """The file's candles of one series inside ``[window.start, window.end)``.
@@ -377,6 +583,9 @@ class CsvFileProvider:
             & (c["ts"] < end).to_numpy()
         )
         candles = c[mask] if mask.any() else empty_candles()
+        of_series = int(
+            ((c["symbol"].to_numpy() == symbol) & (c["timeframe"].to_numpy() == timeframe)).sum()
+        )
         known = next(
             (s for s in data.series if s.instrument.symbol == symbol and s.timeframe == timeframe),
             None,
@@ -395,6 +604,7 @@ class CsvFileProvider:
             source=self.path.name,
             source_confirms_empty=confirms,
             raw=data.raw,
+            outside_window=of_series - len(candles),
         )
 
 

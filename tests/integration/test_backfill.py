@@ -628,33 +628,6 @@ def test_mdq_backfill_cli_loads_each_real_file_unedited(
     assert all("quarantined 0" in line and "updated 0" in line for line in lines)
 
 
-def test_a_symbol_the_source_does_not_have_is_a_failure_not_silence(
-    bf_database: Database, bconn: psycopg.Connection, tmp_path: Path
-) -> None:
-    from mdq.backfill_core import run_backfill
-
-    path = tmp_path / "one.csv"
-    path.write_text(HEADER + "HAVE,crypto,1h,2024-05-06T00:00:00Z,10,11,9,10.5,100\n")
-    results = run_backfill(
-        "csv",
-        ["HAVE", "NOPE"],
-        None,
-        utc(2024, 5, 6),
-        utc(2024, 5, 7),
-        path=str(path),
-        database=bf_database,
-        notifier=RecordingNotifier(),
-    )
-    assert [(r.symbol, r.timeframe, r.status, r.inserted) for r in results] == [
-        ("HAVE", "1h", "completed", 1),
-        ("NOPE", "1h", "failed", 0),
-    ]
-    assert results[1].error == (
-        "no progress: the source returned no candles in "
-        "[2024-05-06T00:00:00+00:00, 2024-05-07T00:00:00+00:00)"
-    )
-
-
 def test_a_worker_whose_lease_was_taken_over_stops_writing(
     bf_database: Database, bconn: psycopg.Connection
 ) -> None:
