@@ -1,8 +1,8 @@
 """Shared fixtures: one real PostgreSQL per test session, a fresh database in it.
 
 The server is ``MDQ_DATABASE_URL`` when set (e.g. the machine's PostgreSQL 15), otherwise the
-embedded pgserver under ``<repo>/.mdq-test`` (started once, reused by later runs, stopped at the
-end of the session if this session started it). Each session creates its own database
+embedded server under ``<repo>/.mdq-test`` (shared with concurrent runs, stopped when its last
+user leaves, see :func:`mdq.embedded.session`). Each session creates its own database
 ``mdq_test_<random>`` and drops it at the end, so parallel runs never see each other's rows.
 """
 
@@ -32,12 +32,8 @@ def server() -> Iterator[Database]:
         yield parse_url(url)
         return
     home = REPO_ROOT / ".mdq-test"
-    socket_dir, started = embedded.start(home)
-    try:
+    with embedded.session(home) as socket_dir:
         yield Database(socket_dir, 5432, "postgres", "", "postgres", embedded_home=home)
-    finally:
-        if started:
-            embedded.stop(home)
 
 
 @pytest.fixture(scope="session")

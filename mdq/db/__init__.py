@@ -118,8 +118,9 @@ def parse_url(url: str) -> Database:
 def open_database(settings: Settings, *, keep_running: bool = False) -> Iterator[Database]:
     """Resolve the project's database: ``MDQ_DATABASE_URL``, else the embedded server.
 
-    The embedded server is started if needed and stopped on exit only when this call started it
-    and ``keep_running`` is false, so a server started by ``mdq db start`` stays up.
+    The embedded server is shared (:func:`mdq.embedded.session`): started if needed, and
+    stopped on exit only when this was its last user and nobody pinned it (``keep_running``,
+    as ``mdq db start`` does).
 
     Args:
         settings: the project settings.
@@ -140,20 +141,15 @@ def open_database(settings: Settings, *, keep_running: bool = False) -> Iterator
         check_connection(database, settings.connect_timeout)
         yield database
         return
-    socket_dir, started = embedded.start(settings.home)
-    database = Database(
-        host=socket_dir,
-        port=5432,
-        user="postgres",
-        password="",
-        dbname=embedded.EMBEDDED_DBNAME,
-        embedded_home=settings.home,
-    )
-    try:
-        yield database
-    finally:
-        if started and not keep_running:
-            embedded.stop(settings.home)
+    with embedded.session(settings.home, keep_running=keep_running) as socket_dir:
+        yield Database(
+            host=socket_dir,
+            port=5432,
+            user="postgres",
+            password="",
+            dbname=embedded.EMBEDDED_DBNAME,
+            embedded_home=settings.home,
+        )
 
 
 def connect(

@@ -87,8 +87,11 @@ def apply_migrations(conn: psycopg.Connection) -> list[Migration]:
     conn.autocommit = True
     applied: list[Migration] = []
     try:
-        conn.execute(
-            """
+        with conn.transaction():
+            # under the lock: two first commands at once would both try to create it
+            conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            conn.execute(
+                """
             create table if not exists mdq_schema_migrations (
                 version     integer primary key,
                 name        text not null,
@@ -96,7 +99,7 @@ def apply_migrations(conn: psycopg.Connection) -> list[Migration]:
                 applied_at  timestamptz not null default now()
             )
             """
-        )
+            )
         for migration in available_migrations():
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
