@@ -277,3 +277,35 @@ class AccountingMismatch(TerminalError):
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(f"input rows not accounted for: {detail}")
+
+
+class SymbolNotAvailable(TerminalError):
+    """The source does not know the symbol: delisted, renamed or misspelt. Retrying will not
+    help; fix or deactivate the instrument (``mdq instruments remove``).
+
+    Attributes:
+        provider: the provider name.
+        symbol: the symbol as the source spells it.
+        reason: what the source said.
+    """
+
+    def __init__(self, provider: str, symbol: str, reason: str) -> None:
+        self.provider = provider
+        self.symbol = symbol
+        self.reason = reason
+        super().__init__(f"provider {provider}: symbol {symbol!r} not available: {reason}")
+
+
+class ProviderRefused(TerminalError):
+    """The source answered with an error that retrying will not fix (a bad request, a window
+    outside what it serves, an exchange-specific refusal).
+
+    Attributes:
+        provider: the provider name.
+        reason: the source's answer.
+    """
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.provider = provider
+        self.reason = reason
+        super().__init__(f"provider {provider}: {reason}")

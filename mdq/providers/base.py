@@ -9,7 +9,7 @@ values (prices, grid) happens in :mod:`mdq.validation` before writing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 import pandas as pd
@@ -60,6 +60,28 @@ class Series:
 
 
 @dataclass(frozen=True)
+class CorporateAction:
+    """A split or a cash dividend the source reported (a row of ``corporate_actions``).
+
+    Attributes:
+        symbol: the instrument (the project's symbol, not the provider's).
+        action_type: ``split`` or ``dividend``.
+        effective_date: ex-date: the first session traded on the new basis, exchange-local.
+        ratio: split: new shares per old share (4:1 = 4.0, 1:10 reverse = 0.1); None otherwise.
+        cash_amount: dividend: cash per share as it was paid (not adjusted for later splits),
+            in ``currency``; None otherwise.
+        currency: the dividend's currency, when known.
+    """
+
+    symbol: str
+    action_type: str
+    effective_date: date
+    ratio: float | None = None
+    cash_amount: float | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
 class FetchResult:
     """A provider's answer for one (symbol, timeframe, window).
 
@@ -77,6 +99,13 @@ class FetchResult:
         raw: the source rows as given, indexed like ``candles`` (for quarantine), or None.
         outside_window: valid rows of this series the source holds outside the window (not
             returned; a file knows them, an API does not: 0).
+        corporate_actions: splits and dividends the source reported inside the window (written
+            to ``corporate_actions`` with the candles).
+        stalled_at: set when the source stopped advancing before ``window.end`` (a page that
+            did not move past its ``since``, BH-08 kind): the cursor it got stuck at (UTC).
+            Candles before it are valid, nothing at or after it was loaded, and the series
+            counts as failed ("no progress").
+        stall_reason: what the source did, when ``stalled_at`` is set.
     """
 
     candles: pd.DataFrame
@@ -86,10 +115,14 @@ class FetchResult:
     source_confirms_empty: bool = False
     raw: pd.DataFrame | None = field(default=None, repr=False)
     outside_window: int = 0
+    corporate_actions: tuple[CorporateAction, ...] = ()
+    stalled_at: datetime | None = None
+    stall_reason: str | None = None
 
 
 class Provider(Protocol):
-    """A source of candles. Implementations: ``csv`` (files), ``synthetic`` (generated).
+    """A source of candles. Implementations: ``csv`` (files), ``synthetic`` (generated),
+    ``yfinance`` (Yahoo Finance), ``ccxt`` (crypto exchanges).
 
     Attributes:
         name: short provider name, e.g. ``csv``.
