@@ -23,10 +23,9 @@ from mdq.backfill_core import (
     load_sample_data,
     load_series,
     run_backfill,
+    run_scheduled_backfill,
 )
-from mdq.config import load_settings
 from mdq.db import Database
-from mdq.exceptions import ProviderConfigError
 from mdq.notify import Notifier
 from mdq.providers.base import Provider
 
@@ -62,6 +61,7 @@ def backfill(
     path: str | None = None,
     mapping: str | None = None,
     seed: int = 0,
+    exchange: str | None = None,
     database: Any = None,
     notifier: Any = None,
     max_concurrency: int | None = None,
@@ -76,9 +76,11 @@ def backfill(
     ``max_concurrency`` at a time (default: setting ``MDQ_BACKFILL_MAX_CONCURRENCY``).
 
     Args:
-        provider: ``csv``, ``synthetic`` or a :class:`~mdq.providers.base.Provider`; None
-            (scheduled deployments): the settings ``MDQ_BACKFILL_PROVIDER`` and
-            ``MDQ_BACKFILL_PATH``.
+        provider: ``csv``, ``synthetic``, ``yfinance``, ``ccxt`` or a
+            :class:`~mdq.providers.base.Provider`; None (scheduled deployments): every active
+            instrument through its own provider (``instruments.provider``), plus
+            ``MDQ_BACKFILL_PROVIDER``/``MDQ_BACKFILL_PATH`` when set
+            (:func:`~mdq.backfill_core.run_scheduled_backfill`).
         symbols: symbols to load (default: active instruments the provider serves, else all).
         timeframes: timeframes to load (default: all the provider serves).
         start: window start, UTC-aware (with ``end``).
@@ -86,6 +88,7 @@ def backfill(
         path: csv: the file.
         mapping: csv: the mapping TOML (default: beside the file).
         seed: synthetic: the seed.
+        exchange: ccxt: the exchange id, e.g. ``binance``.
         database: a :class:`~mdq.db.Database` to write to (default: from the settings).
         notifier: a :class:`~mdq.notify.Notifier` (default: log + Prefect event).
         max_concurrency: tasks at once.
@@ -99,20 +102,11 @@ def backfill(
 
     Raises:
         InvalidWindow: only one of start/end, naive datetimes, or end not after start.
-        ProviderConfigError: unknown provider or bad provider options, or no provider given
-            and ``MDQ_BACKFILL_PROVIDER`` unset.
+        ProviderConfigError: unknown provider or bad provider options, or no provider given,
+            no active instrument with a provider and ``MDQ_BACKFILL_PROVIDER`` unset.
     """
     from prefect.runtime import flow_run
 
-    if provider is None:
-        settings = load_settings()
-        if settings.backfill_provider is None:
-            raise ProviderConfigError(
-                "(none)",
-                "no provider given and MDQ_BACKFILL_PROVIDER is unset; set it to csv (with "
-                "MDQ_BACKFILL_PATH) or synthetic in the worker's environment",
-            )
-        provider, path = settings.backfill_provider, path or settings.backfill_path
     run_id = str(flow_run.id) if flow_run.id else None
 
     def run_wave(
@@ -121,6 +115,14 @@ def backfill(
         futures = [backfill_series.submit(target, prov, r, options, run_id, notifier) for r in wave]
         return [future.result() for future in futures]
 
+    if provider is None:
+        return run_scheduled_backfill(
+            database=database,
+            notifier=notifier,
+            max_concurrency=max_concurrency,
+            on_result=on_result,
+            run_wave=run_wave,
+        )
     return run_backfill(
         provider,
         symbols,
@@ -130,6 +132,7 @@ def backfill(
         path=path,
         mapping=mapping,
         seed=seed,
+        exchange=exchange,
         database=database,
         max_concurrency=max_concurrency,
         on_result=on_result,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,7 @@ from mdq.db import Database, connect, open_database
 from mdq.db import backfill as db
 from mdq.exceptions import AccountingMismatch, MdqError, ProviderConfigError, UnknownSymbols
 from mdq.notify import Alert, LogNotifier, Notifier
-from mdq.providers.base import Provider, Series
+from mdq.providers.base import CorporateAction, FetchResult, Provider, Series
 from mdq.validation import (
     Rejected,
     dedupe_batch,
@@ -320,6 +320,8 @@ def load_series(
             rejected = [*fetched.rejected, *invalid, *conflicting]
             counts["quarantined"] = len(rejected)
             outcome = classify_fetch(counts["fetched"], fetched.source_confirms_empty, window)
+            # A source that stopped advancing (BH-08 kind) covered only [start, stalled_at).
+            covered = _covered(window, fetched.stalled_at)
             with conn.transaction():
                 db.quarantine(
                     conn,
@@ -330,6 +332,8 @@ def load_series(
                     symbol=symbol,
                     timeframe=timeframe,
                 )
+                if fetched.corporate_actions:
+                    record_corporate_actions(conn, fetched.corporate_actions, source=fetched.source)
             good = batch.candles.assign(
                 is_final=finality(batch.candles["ts"], timeframe, pd.Timestamp(fetched.fetched_at))
             )
@@ -337,7 +341,7 @@ def load_series(
             for i, part in enumerate(parts):
                 part_start = window.start if i == 0 else part["ts"].iloc[0].to_pydatetime()
                 part_end = (
-                    window.end
+                    (covered.end if covered is not None else part_start)
                     if i == len(parts) - 1
                     else parts[i + 1]["ts"].iloc[0].to_pydatetime()
                 )
@@ -346,10 +350,14 @@ def load_series(
                     db.renew_lease(conn, execution_id, options.lease_seconds)
                     wrote = db.write_candles(conn, part, source=fetched.source)
                     current = db.get_watermark(conn, symbol, timeframe)
-                    mark = next_watermark(
-                        current,
-                        Window(part_start, part_end),
-                        open_ts.min().to_pydatetime() if len(open_ts) else None,
+                    mark = (
+                        next_watermark(
+                            current,
+                            Window(part_start, part_end),
+                            open_ts.min().to_pydatetime() if len(open_ts) else None,
+                        )
+                        if part_end > part_start
+                        else current
                     )
                     if mark is not None and mark != current:
                         db.set_watermark(conn, symbol, timeframe, mark, execution_id)
@@ -369,6 +377,8 @@ def load_series(
                     )
                 if on_chunk is not None:
                     on_chunk(len(part))
+            if fetched.stalled_at is not None:
+                return finish("failed", fetched.stall_reason or "no progress: the source stalled")
             if not outcome.success:
                 return finish("failed", outcome.reason)
             stored = counts["inserted"] + counts["updated"] + counts["unchanged"]
@@ -398,7 +408,34 @@ def load_series(
             return finish("failed", f"{type(exc).__name__}: {exc}")
 
 
+def _covered(window: Window, stalled_at: datetime | None) -> Window | None:
+    """The part of ``window`` a fetch really covered: all of it, or ``[start, stalled_at)``
+    when the source stopped advancing (None when it covered nothing)."""
+    if stalled_at is None:
+        return window
+    if stalled_at <= window.start:
+        return None
+    return Window(window.start, min(stalled_at, window.end))
+
+
+def record_corporate_actions(
+    conn: psycopg.Connection, actions: Sequence[CorporateAction], *, source: str
+) -> int:
+    """Write a provider's splits and dividends into ``corporate_actions`` (idempotent).
+
+    Returns:
+        Rows inserted or changed.
+    """
+    from mdq.db.reference import upsert_corporate_action
+
+    return sum(upsert_corporate_action(conn, a, source=source) for a in actions)
+
+
 # -- providers -----------------------------------------------------------------------------------
+
+
+#: Providers :func:`make_provider` builds.
+PROVIDERS: tuple[str, ...] = ("csv", "synthetic", "yfinance", "ccxt")
 
 
 def make_provider(
@@ -406,22 +443,27 @@ def make_provider(
     *,
     path: str | Path | None = None,
     mapping: str | Path | None = None,
-    symbols: Sequence[str] | None = None,
+    symbols: Sequence[str] | Mapping[str, str] | None = None,
     timeframes: Sequence[str] | None = None,
     seed: int = 0,
+    exchange: str | None = None,
 ) -> Provider:
     """Build a provider by name.
 
     Args:
-        name: ``csv`` (also reads parquet) or ``synthetic``.
+        name: ``csv`` (also reads parquet), ``synthetic``, ``yfinance`` or ``ccxt``.
         path: csv: the file.
         mapping: csv: a mapping TOML (default: ``<file>.mapping.toml`` beside it, if any).
-        symbols: synthetic: the symbols (default ``SYN1``).
-        timeframes: synthetic: the timeframes (default ``1m``).
+        symbols: synthetic: the symbols (default ``SYN1``); yfinance/ccxt: the project's
+            symbol → the provider's (or a list of provider symbols).
+        timeframes: synthetic/yfinance/ccxt: the timeframes (default ``1m``, ``1d``, ``1h``).
         seed: synthetic: the seed.
+        exchange: ccxt: the exchange id, e.g. ``binance``.
 
     Raises:
-        ProviderConfigError: unknown name, or a csv provider without ``path``.
+        ProviderConfigError: unknown name, a csv provider without ``path``, a ccxt provider
+            without ``exchange``, yfinance/ccxt without symbols, or the provider's package is
+            not installed (``pip install 'mdq[yfinance,ccxt]'``).
     """
     if name == "csv":
         from mdq.providers.csv_file import CsvFileProvider, CsvMapping
@@ -433,7 +475,91 @@ def make_provider(
         from mdq.providers.synthetic import SyntheticProvider
 
         return SyntheticProvider(list(symbols or ["SYN1"]), list(timeframes or ["1m"]), seed=seed)
-    raise ProviderConfigError(name, f"unknown provider {name!r}; expected csv or synthetic")
+    if name in ("yfinance", "ccxt") and not symbols:
+        raise ProviderConfigError(
+            name, "no symbols: give --symbols, or register them with `mdq instruments add`"
+        )
+    if name == "yfinance":
+        from mdq.providers.yfinance_provider import YFinanceProvider
+
+        return YFinanceProvider(symbols or [], list(timeframes or ["1d"]))
+    if name == "ccxt":
+        from mdq.providers.ccxt_provider import CcxtProvider
+
+        if not exchange:
+            raise ProviderConfigError(
+                "ccxt", "--exchange is required: a ccxt exchange id such as binance or kraken"
+            )
+        return CcxtProvider(exchange, symbols or [], list(timeframes or ["1h"]))
+    raise ProviderConfigError(
+        name, f"unknown provider {name!r}; expected one of {', '.join(PROVIDERS)}"
+    )
+
+
+def project_symbol(provider: str, exchange: str | None, provider_symbol: str) -> str:
+    """The project's default symbol for a provider's symbol: ``<exchange>:<symbol>`` on ccxt
+    (one pair trades at different prices on different exchanges), the ticker itself
+    otherwise."""
+    if provider == "ccxt" and exchange:
+        prefix = f"{exchange}:"
+        if provider_symbol.startswith(prefix):
+            return provider_symbol
+        return f"{prefix}{provider_symbol}"
+    return provider_symbol
+
+
+def resolve_symbols(
+    conn: psycopg.Connection, provider: str, exchange: str | None, names: Sequence[str] | None
+) -> dict[str, str]:
+    """The project's symbol → the provider's, for names given on the command line.
+
+    A name may be the provider's symbol (``BTC/USDT``) or the project's (``binance:BTC/USDT``);
+    a registered instrument (``mdq instruments add``) gives its own mapping, an unregistered
+    name maps by :func:`project_symbol`. Without names: every active instrument registered
+    for this provider (and exchange).
+    """
+    from mdq.db.instruments import find_by_provider_symbol, list_instrument_sources
+
+    if not names:
+        return {
+            s.symbol: s.source_symbol
+            for s in list_instrument_sources(conn, scheduled_only=True)
+            if s.provider == provider and (s.provider_exchange or None) == (exchange or None)
+        }
+    by_symbol = {s.symbol: s for s in list_instrument_sources(conn)}
+    out: dict[str, str] = {}
+    for name in names:
+        found = find_by_provider_symbol(conn, provider, exchange, name)
+        if found is None and name in by_symbol and by_symbol[name].provider == provider:
+            found = by_symbol[name]
+        if found is not None:
+            out[found.symbol] = found.source_symbol
+        else:
+            symbol = project_symbol(provider, exchange, name)
+            prefix = f"{exchange}:" if provider == "ccxt" and exchange else ""
+            out[symbol] = symbol[len(prefix) :] if prefix else name
+    return out
+
+
+class UnavailableProvider:
+    """Stands in for a provider that could not be built (not installed, bad exchange id), so
+    each of its series is recorded as failed with the reason instead of failing the run."""
+
+    def __init__(self, name: str, error: MdqError) -> None:
+        self.name = name
+        self.error = error
+
+    def list_series(self) -> list[Series]:
+        """Nothing: the provider does not exist."""
+        return []
+
+    def fetch_candles(self, symbol: str, timeframe: str, window: Window) -> FetchResult:
+        """Raises the error that prevented building the provider.
+
+        Raises:
+            MdqError: always (the construction error).
+        """
+        raise self.error
 
 
 def _with_calendar(series: Series, known: dict[str, str | None]) -> Series:
@@ -738,6 +864,9 @@ def account(provider: Provider, results: Sequence[SeriesResult]) -> Accounting:
     return result
 
 
+RunWave = Callable[[Database, Provider, list[SeriesRequest], BackfillOptions], list[SeriesResult]]
+
+
 def run_backfill(
     provider: str | Provider = "synthetic",
     symbols: Sequence[str] | None = None,
@@ -748,15 +877,13 @@ def run_backfill(
     path: str | None = None,
     mapping: str | None = None,
     seed: int = 0,
+    exchange: str | None = None,
     database: Database | None = None,
     notifier: Notifier | None = None,
     max_concurrency: int | None = None,
     on_result: Callable[[SeriesResult], None] | None = None,
     on_accounting: Callable[[Accounting], None] | None = None,
-    run_wave: Callable[
-        [Database, Provider, list[SeriesRequest], BackfillOptions], list[SeriesResult]
-    ]
-    | None = None,
+    run_wave: RunWave | None = None,
 ) -> list[SeriesResult]:
     """The body of :func:`backfill`, runnable without Prefect (the CLI's default when no
     Prefect API is configured): same arguments, same results.
@@ -764,7 +891,9 @@ def run_backfill(
     Series run in waves of at most ``max_concurrency``; ``run_wave`` runs one wave (the flow
     submits Prefect tasks; the default is a thread pool of the wave's size). Series whose every
     row was rejected are recorded failed (:func:`record_rejected_series`); then the run's
-    accounting is checked (:func:`account`), logged and passed to ``on_accounting``.
+    accounting is checked (:func:`account`), logged and passed to ``on_accounting``. For
+    ``yfinance`` and ``ccxt``, ``symbols`` may be the provider's symbols (``BTC/USDT``) or the
+    project's (``binance:BTC/USDT``), see :func:`resolve_symbols`.
 
     Raises:
         InvalidWindow: only one of start/end, naive datetimes, or end not after start.
@@ -772,8 +901,6 @@ def run_backfill(
         UnknownSymbols: a symbol asked for by name is not in the source.
         AccountingMismatch: input rows were lost (a loader bug).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from mdq.exceptions import InvalidWindow
 
     settings = load_settings()
@@ -781,34 +908,34 @@ def run_backfill(
     if (start is None) != (end is None):
         raise InvalidWindow("give both start and end, or neither (scheduled mode)")
     window = Window(start, end) if start is not None and end is not None else None
-    prov = (
-        make_provider(
-            provider, path=path, mapping=mapping, symbols=symbols, timeframes=timeframes, seed=seed
-        )
-        if isinstance(provider, str)
-        else provider
-    )
     cap = max(1, min(max_concurrency or settings.backfill_max_concurrency, MAX_WORKERS))
-
-    def threads(
-        target: Database, p: Provider, wave: list[SeriesRequest], o: BackfillOptions
-    ) -> list[SeriesResult]:
-        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-            return list(pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave))
-
-    runner = run_wave or threads
+    runner = run_wave or _thread_waves(notifier)
     with _database(settings, database) as target:
         with connect(target, autocommit=True) as conn:
-            requests, series = plan_requests(prov, conn, symbols, timeframes, window)
+            wanted = symbols
+            if isinstance(provider, str) and provider in ("yfinance", "ccxt"):
+                mapped = resolve_symbols(conn, provider, exchange, symbols)
+                prov = make_provider(
+                    provider, symbols=mapped, timeframes=timeframes, exchange=exchange
+                )
+                wanted = sorted(mapped)
+            elif isinstance(provider, str):
+                prov = make_provider(
+                    provider,
+                    path=path,
+                    mapping=mapping,
+                    symbols=symbols,
+                    timeframes=timeframes,
+                    seed=seed,
+                    exchange=exchange,
+                )
+            else:
+                prov = provider
+            requests, series = plan_requests(prov, conn, wanted, timeframes, window)
             db.upsert_instruments(conn, [s.instrument for s in series])
-        results: list[SeriesResult] = []
-        for offset in range(0, len(requests), cap):
-            for result in runner(target, prov, requests[offset : offset + cap], options):
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
+        results = _run_waves(target, prov, requests, options, cap, runner, on_result)
         for result in record_rejected_series(
-            target, prov, requests, symbols, timeframes, window, options, notifier=notifier
+            target, prov, requests, wanted, timeframes, window, options, notifier=notifier
         ):
             results.append(result)
             if on_result is not None:
@@ -818,6 +945,158 @@ def run_backfill(
     if on_accounting is not None:
         on_accounting(accounting)
     return results
+
+
+def _thread_waves(notifier: Notifier | None) -> RunWave:
+    """The default wave runner: one thread per series of the wave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def threads(
+        target: Database, p: Provider, wave: list[SeriesRequest], o: BackfillOptions
+    ) -> list[SeriesResult]:
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            return list(pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave))
+
+    return threads
+
+
+def _run_waves(
+    target: Database,
+    prov: Provider,
+    requests: list[SeriesRequest],
+    options: BackfillOptions,
+    cap: int,
+    runner: RunWave,
+    on_result: Callable[[SeriesResult], None] | None,
+) -> list[SeriesResult]:
+    results: list[SeriesResult] = []
+    for offset in range(0, len(requests), cap):
+        for result in runner(target, prov, requests[offset : offset + cap], options):
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+def run_scheduled_backfill(
+    *,
+    database: Database | None = None,
+    notifier: Notifier | None = None,
+    max_concurrency: int | None = None,
+    on_result: Callable[[SeriesResult], None] | None = None,
+    run_wave: RunWave | None = None,
+) -> list[SeriesResult]:
+    """The daily backfill: every active instrument with a provider (migration 100), each
+    through its own provider, from its watermark minus the look-back up to now (a new series:
+    ``MDQ_BACKFILL_INITIAL_DAYS`` of history); plus, when ``MDQ_BACKFILL_PROVIDER`` is set,
+    that provider as before (e.g. a vendor's daily file drop).
+
+    Instruments are grouped by (provider, exchange): one provider object per group, its
+    series loaded in waves like :func:`run_backfill`. Everything that goes wrong with one
+    provider is that provider's series' failure, recorded on their state rows and failure
+    streaks, never the run's: a provider that cannot be built (package not installed, unknown
+    exchange) or cannot list its instruments, a delisted symbol, a rate limit.
+
+    Returns:
+        One result per (instrument, timeframe), groups in (provider, exchange) order, then the
+        ``MDQ_BACKFILL_PROVIDER`` run's results.
+
+    Raises:
+        ProviderConfigError: no active instrument has a provider and ``MDQ_BACKFILL_PROVIDER``
+            is unset: there is nothing to schedule.
+    """
+    from mdq.db.instruments import list_instrument_sources
+
+    settings = load_settings()
+    options = BackfillOptions.from_settings(settings)
+    cap = max(1, min(max_concurrency or settings.backfill_max_concurrency, MAX_WORKERS))
+    runner = run_wave or _thread_waves(notifier)
+    results: list[SeriesResult] = []
+    with _database(settings, database) as target:
+        with connect(target, autocommit=True) as conn:
+            sources = list_instrument_sources(conn, scheduled_only=True)
+        if not sources and settings.backfill_provider is None:
+            raise ProviderConfigError(
+                "(none)",
+                "nothing to schedule: no active instrument names a provider (add one with "
+                "`mdq instruments add`) and MDQ_BACKFILL_PROVIDER is unset (csv with "
+                "MDQ_BACKFILL_PATH, or synthetic)",
+            )
+        for (name, exchange), group in _groups(sources).items():
+            prov = _group_provider(name, exchange, group, settings)
+            requests = _scheduled_requests(target, prov, group)
+            done = _run_waves(target, prov, requests, options, cap, runner, on_result)
+            logger.info("%s: %s", prov.name, account(prov, done).line())
+            results.extend(done)
+        if settings.backfill_provider is not None:
+            results.extend(
+                run_backfill(
+                    settings.backfill_provider,
+                    path=settings.backfill_path,
+                    database=target,
+                    notifier=notifier,
+                    max_concurrency=max_concurrency,
+                    on_result=on_result,
+                    run_wave=runner,
+                )
+            )
+    return results
+
+
+def _groups(sources: Sequence[Any]) -> dict[tuple[str, str | None], list[Any]]:
+    groups: dict[tuple[str, str | None], list[Any]] = {}
+    for source in sources:
+        groups.setdefault((source.provider, source.provider_exchange), []).append(source)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
+
+
+def _group_provider(
+    name: str, exchange: str | None, group: Sequence[Any], settings: Settings
+) -> Provider:
+    """The provider of one (provider, exchange) group, or an :class:`UnavailableProvider`."""
+    frames = sorted({t for s in group for t in s.timeframes})
+    try:
+        return make_provider(
+            name,
+            path=settings.backfill_path,
+            symbols={s.symbol: s.source_symbol for s in group}
+            if name in ("yfinance", "ccxt")
+            else [s.symbol for s in group],
+            timeframes=frames,
+            exchange=exchange,
+        )
+    except MdqError as exc:
+        logger.warning(
+            "provider %s%s unavailable: %s", name, f"/{exchange}" if exchange else "", exc
+        )
+        return UnavailableProvider(name, exc)
+
+
+def _scheduled_requests(
+    target: Database, prov: Provider, group: Sequence[Any]
+) -> list[SeriesRequest]:
+    """One scheduled request per (instrument, timeframe); the provider's metadata refreshes
+    the instruments first when it can be read (else their stored calendars are used)."""
+    from mdq.db.instruments import list_instrument_sources
+
+    with connect(target, autocommit=True) as conn:
+        try:
+            offered = prov.list_series()
+        except MdqError as exc:
+            logger.warning("%s: instruments not refreshed: %s", prov.name, exc)
+            offered = []
+        wanted = {s.symbol for s in group}
+        known = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
+        db.upsert_instruments(
+            conn,
+            {_with_calendar(s, known).instrument for s in offered if s.instrument.symbol in wanted},
+        )
+        current = {s.symbol: s for s in list_instrument_sources(conn) if s.symbol in wanted}
+    return [
+        SeriesRequest(s.symbol, t, None, current[s.symbol].calendar, current[s.symbol].asset_class)
+        for s in sorted(group, key=lambda g: g.symbol)
+        for t in s.timeframes
+    ]
 
 
 def _database(settings: Settings, database: Database | None) -> Any:

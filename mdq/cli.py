@@ -329,8 +329,15 @@ def _utc(value: str | None, name: str) -> Any:
 @friendly_errors
 def backfill_command(
     provider: Annotated[
-        str, typer.Option(help="Where candles come from: csv (also parquet) or synthetic.")
+        str,
+        typer.Option(
+            help="Where candles come from: csv (also parquet), synthetic, yfinance or ccxt."
+        ),
     ] = "csv",
+    exchange: Annotated[
+        str | None,
+        typer.Option(help="ccxt: the exchange id (binance, kraken, coinbase, ...)."),
+    ] = None,
     path: Annotated[
         str | None, typer.Option(help="csv: the file (.csv, .csv.gz, .parquet).")
     ] = None,
@@ -421,6 +428,7 @@ def backfill_command(
                 path=path,
                 mapping=mapping,
                 seed=seed,
+                exchange=exchange,
                 database=database,
                 max_concurrency=concurrency,
                 on_result=lambda r: progress.advance(bar),
@@ -450,6 +458,9 @@ def _register_quality_commands() -> None:
     from mdq.cli_quality import register
 
     register(app)
+    from mdq.cli_instruments import register as register_instruments
+
+    register_instruments(app)
 
 
 _register_quality_commands()

@@ -69,7 +69,7 @@ class Replay:
     def answer(self, method: str, url: str) -> tuple[int, dict[str, str], bytes, str]:
         """The recorded (status, headers, body, full url) for a request."""
         parts = urlsplit(url)
-        base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         with self._lock:
             matches = [

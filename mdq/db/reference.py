@@ -1,10 +1,12 @@
-"""Reference data the checks join: corporate actions (splits)."""
+"""Reference data the checks join: corporate actions (splits, dividends)."""
 
 from __future__ import annotations
 
 from datetime import date
 
 import psycopg
+
+from mdq.providers.base import CorporateAction
 
 
 def record_split(
@@ -39,5 +41,49 @@ def record_split(
         where ca.ratio is distinct from excluded.ratio
         """,
         (symbol, effective_date, ratio, source),
+    )
+    return cur.rowcount > 0
+
+
+def upsert_corporate_action(
+    conn: psycopg.Connection, action: CorporateAction, *, source: str
+) -> bool:
+    """Insert or correct one split or dividend (natural key: symbol, action_type,
+    effective_date), as a provider reported it.
+
+    Args:
+        conn: an open connection (the caller's transaction).
+        action: the action; a split's ratio is new shares per old share, a dividend's cash
+            amount is per share as paid, in ``action.currency``.
+        source: where it came from (``yfinance:AAPL``).
+
+    Returns:
+        True when a row was inserted or one of its values changed; a rerun returns False.
+    """
+    cur = conn.execute(
+        """
+        insert into corporate_actions as ca (
+            symbol, action_type, effective_date, ratio, cash_amount, currency, source
+        )
+        values (%s, %s, %s, %s, %s, %s, %s)
+        on conflict (symbol, action_type, effective_date) do update
+        set ratio = excluded.ratio,
+            cash_amount = excluded.cash_amount,
+            currency = coalesce(excluded.currency, ca.currency),
+            source = excluded.source
+        where (ca.ratio, ca.cash_amount, ca.currency)
+            is distinct from (
+                excluded.ratio, excluded.cash_amount, coalesce(excluded.currency, ca.currency)
+            )
+        """,
+        (
+            action.symbol,
+            action.action_type,
+            action.effective_date,
+            action.ratio,
+            action.cash_amount,
+            action.currency,
+            source,
+        ),
     )
     return cur.rowcount > 0
