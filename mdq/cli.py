@@ -461,6 +461,9 @@ def _register_quality_commands() -> None:
     from mdq.cli_instruments import register as register_instruments
 
     register_instruments(app)
+    from mdq.cli_report import register as register_report
+
+    register_report(app)
 
 
 _register_quality_commands()
