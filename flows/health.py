@@ -17,7 +17,13 @@ from mdq.notify import LogNotifier
 
 @task(name="health-snapshot")
 def health_task(
-    database: Database, as_of: datetime | None, failure_threshold: int, refresh: bool, schema: str
+    database: Database,
+    as_of: datetime | None,
+    failure_threshold: int,
+    refresh: bool,
+    schema: str,
+    min_severity: str = "error",
+    record: bool | None = None,
 ) -> HealthSnapshot:
     """Task wrapper of :func:`run_health_check` with the default notifier (database I/O)."""
     return run_health_check(
@@ -27,6 +33,8 @@ def health_task(
         failure_threshold=failure_threshold,
         refresh_staleness=refresh,
         schema=schema,
+        min_severity=min_severity,
+        record=record,
     )
 
 
@@ -35,6 +43,8 @@ def health_check(
     as_of: datetime | None = None,
     failure_threshold: int = FAILURE_THRESHOLD,
     refresh_staleness: bool = True,
+    min_severity: str | None = None,
+    record: bool | None = None,
 ) -> HealthSnapshot:
     """Health of the market data: a snapshot, and one alert per problem streak.
 
@@ -45,11 +55,20 @@ def health_check(
         as_of: reference time (UTC-aware; default now).
         failure_threshold: consecutive backfill failures that make a problem.
         refresh_staleness: run the staleness checks first.
+        min_severity: least severe problem that alerts (default ``MDQ_ALERT_MIN_SEVERITY``,
+            ``error``).
+        record: write the snapshot and send alerts; None: only a live run (no ``as_of``).
     """
     settings = load_settings()
     with open_database(settings) as database:
         snapshot = health_task(
-            database, as_of, failure_threshold, refresh_staleness, settings.dbt_schema
+            database,
+            as_of,
+            failure_threshold,
+            refresh_staleness,
+            settings.dbt_schema,
+            min_severity or settings.alert_min_severity,
+            record,
         )
     print(snapshot.summary())
     return snapshot

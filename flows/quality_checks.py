@@ -25,14 +25,17 @@ def persist_task(
     full_run: bool,
     seen_at: datetime,
     as_of: datetime | None,
+    record: bool | None = None,
 ) -> QualityReport:
     """Task wrapper of :func:`persist_build_result` (database I/O)."""
-    return persist_build_result(database, result, full_run=full_run, seen_at=seen_at, as_of=as_of)
+    return persist_build_result(
+        database, result, full_run=full_run, seen_at=seen_at, as_of=as_of, record=record
+    )
 
 
 @flow(name="quality-checks", log_prints=True)
 def quality_checks(
-    as_of: datetime | None = None, select: list[str] | None = None
+    as_of: datetime | None = None, select: list[str] | None = None, record: bool | None = None
 ) -> State[QualityReport]:
     """Run every dbt check (or a selection) and record the findings in ``data_anomalies``.
 
@@ -41,15 +44,19 @@ def quality_checks(
     Args:
         as_of: reference time for "now"-dependent checks (UTC-aware); None: now.
         select: dbt selection (None: the whole project).
+        record: write the findings; None (default): only a live run (no ``as_of``) does,
+            a run with ``as_of`` is a what-if that leaves ``data_anomalies`` untouched.
 
     Returns:
         Completed with the report, or Failed (with the report) when error-severity
         anomalies are open or something could not run.
     """
-    return _run_in_flow(as_of, select)
+    return _run_in_flow(as_of, select, record)
 
 
-def _run_in_flow(as_of: datetime | None, select: list[str] | None) -> State[QualityReport]:
+def _run_in_flow(
+    as_of: datetime | None, select: list[str] | None, record: bool | None = None
+) -> State[QualityReport]:
     settings = load_settings()
     seen_at = datetime.now(UTC)
     with open_database(settings) as database:
@@ -60,7 +67,7 @@ def _run_in_flow(as_of: datetime | None, select: list[str] | None) -> State[Qual
             dbt_vars={"as_of": as_of.astimezone(UTC).isoformat()} if as_of else None,
             indirect_selection="empty" if select is not None else None,
         )
-        report = persist_task(database, result, select is None, seen_at, as_of)
+        report = persist_task(database, result, select is None, seen_at, as_of, record)
     return final_state(report)
 
 

@@ -218,18 +218,26 @@ def demo(
     as_of: Annotated[
         str | None,
         typer.Option(
-            "--as-of", help="Reference time for staleness (ISO 8601 with offset); default now."
+            "--as-of",
+            help="Reference time of the checks (ISO 8601 with offset); default the end of the "
+            "shipped files (their newest candle plus its timeframe), as they are historical.",
         ),
     ] = None,
 ) -> None:
     """The main job end to end: database, schema, backfill of the shipped real files, trading
-    calendars, every dbt check, findings into data_anomalies, and a table of what was found.
+    calendars, every dbt check as of the files' end, findings into data_anomalies, and a table
+    of what was found; staleness against today is shown apart.
 
     Idempotent: a second run inserts no candle and only re-sees the same anomalies."""
+    from datetime import UTC, datetime
+
     from mdq.backfill_core import load_sample_data
-    from mdq.cli_quality import parse_as_of, summarize_anomalies, summary_table
-    from mdq.db.anomalies import list_anomalies
+    from mdq.cli_anomalies import summarize_anomalies, summary_table
+    from mdq.cli_quality import parse_as_of
+    from mdq.db.anomalies import list_anomalies, series_ends
+    from mdq.exceptions import RecordBackwards
     from mdq.quality import run_quality_checks
+    from mdq.windows import next_cursor
 
     when = parse_as_of(as_of)
     settings = load_settings()
@@ -247,24 +255,92 @@ def demo(
                 f"quarantined {r.quarantined}",
                 highlight=False,
             )
-
-        console.print("3. trading calendars refreshed, dbt build (every check) ...")
-        report = run_quality_checks(database, settings.dbt_schema, as_of=when, use_prefect=False)
-        console.print(f"   {report.summary()}", highlight=False)
-
         with connect(database) as conn:
-            rows = list_anomalies(conn, "open")
-        console.print(summary_table(summarize_anomalies(rows), title=f"{len(rows)} open anomalies"))
+            ends = series_ends(conn)
+        files_end = max((next_cursor(last, tf) for _, tf, last in ends), default=None)
+        when = when or files_end
+        origin = "the end of the shipped files" if when == files_end else "--as-of"
+        console.print(
+            f"3. trading calendars refreshed, dbt build (every check) as of "
+            f"{when.isoformat() if when else 'now'} ({origin}, not today: the files are "
+            "historical) ...",
+            highlight=False,
+        )
+        try:
+            report = run_quality_checks(
+                database, settings.dbt_schema, as_of=when, use_prefect=False, record=True
+            )
+        except RecordBackwards as exc:
+            console.print(
+                f"   not recorded: the recorded state is already as of {exc.latest_as_of} "
+                "(a later check ran); this run's findings are shown, data_anomalies is left "
+                "as it is",
+                highlight=False,
+            )
+            report = run_quality_checks(
+                database, settings.dbt_schema, as_of=when, use_prefect=False, record=False
+            )
+        console.print(f"   {report.summary()}", highlight=False)
+        if report.recorded:
+            with connect(database) as conn:
+                rows = list_anomalies(conn, "active", seen_at=report.seen_at)
+        else:
+            rows = [f for f in report.findings if f.triage_status != "resolved"]
+        found = [r for r in rows if r.anomaly_type not in STALENESS_TYPES]
+        stale = [r for r in rows if r.anomaly_type in STALENESS_TYPES]
+        console.print(
+            summary_table(summarize_anomalies(found), title=f"{len(found)} findings in the data")
+        )
+        console.print(f"   headline: {headline(found)}", highlight=False)
+        today = datetime.now(UTC)
+        at = when.isoformat() if when else "now"
+        console.print(
+            f"4. staleness, apart: {len(stale)} series stale as of {at}"
+            f" ({', '.join(sorted({f'{r.symbol}/{r.timeframe}' for r in stale})) or 'none'}); "
+            f"against today ({today:%Y-%m-%d}) every shipped series is old, as expected of "
+            "historical files:",
+            highlight=False,
+        )
+        for symbol, timeframe, last in ends:
+            console.print(
+                f"   {symbol}/{timeframe}: last candle {last:%Y-%m-%d %H:%M} UTC, "
+                f"{(today - last).days} days before today",
+                highlight=False,
+            )
     mdq = _mdq_command()
     console.print(
         "Look further:\n"
-        f"  {mdq} anomalies                  every open anomaly with its range and reason\n"
-        f"  {mdq} anomalies --format json    the same as JSON (--summary: these counts)\n"
+        f"  {mdq} anomalies                  every open anomaly with its id, range and reason\n"
+        f"  {mdq} anomalies show ID          one in full, with the candles around it\n"
+        f"  {mdq} anomalies ack ID --reason  acknowledge one (mute: a rule for many)\n"
         f"  {mdq} docs                       the dbt docs site: lineage from market_data to "
         "each check\n"
         f'  eval "$({mdq} db env)"; psql    then: select * from data_anomalies;',
         highlight=False,
     )
+
+
+#: Anomaly types the demo shows apart from the headline (they measure age, not the data).
+STALENESS_TYPES: tuple[str, ...] = ("stale", "future_candle")
+
+
+def headline(rows: list[Any]) -> str:
+    """One line naming the findings by type, most severe first, e.g.
+    ``4 split_suspect (AAPL, IBM, MSFT), 1 gap (BTCUSD)``."""
+    by_type: dict[str, list[Any]] = {}
+    for row in rows:
+        by_type.setdefault(row.anomaly_type, []).append(row)
+    ordered = sorted(
+        by_type.items(),
+        key=lambda item: (-sum(r.severity == "error" for r in item[1]), -len(item[1]), item[0]),
+    )
+    parts = []
+    for anomaly_type, found in ordered:
+        symbols = ", ".join(sorted({r.symbol or "-" for r in found}))
+        errors = sum(r.severity == "error" for r in found)
+        severity = f"{errors} error" if errors else "warn"
+        parts.append(f"{len(found)} {anomaly_type} ({symbols}; {severity})")
+    return "; ".join(parts) or "no findings"
 
 
 def _mdq_command() -> str:
@@ -464,6 +540,9 @@ def _register_quality_commands() -> None:
     from mdq.cli_report import register as register_report
 
     register_report(app)
+    from mdq.cli_anomalies import register as register_anomalies
+
+    register_anomalies(app)
 
 
 _register_quality_commands()

@@ -1,4 +1,5 @@
-"""The quality commands of ``mdq``: check, health, anomalies, dedupe, docs, serve.
+"""The quality commands of ``mdq``: check, health, dedupe, docs, serve (``anomalies``:
+:mod:`mdq.cli_anomalies`).
 
 Registered on the main Typer app by :func:`register`. Exit statuses: 0 fine, 1 the data has
 open error-severity anomalies (``check``) or health problems (``health``), 2 could not run.
@@ -6,7 +7,6 @@ open error-severity anomalies (``check``) or health problems (``health``), 2 cou
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,12 +58,21 @@ def _json_default(value: Any) -> Any:
 
 def check(
     as_of: str | None = typer.Option(
-        None, "--as-of", help="Reference time (ISO 8601, e.g. 2024-06-01T00:00:00Z); default now."
+        None,
+        "--as-of",
+        help="Reference time (ISO 8601, e.g. 2024-06-01T00:00:00Z); default now. A check as of "
+        "another instant is a what-if: it prints its findings and records nothing.",
+    ),
+    record: bool = typer.Option(
+        False, "--record", help="Record an --as-of run too (never behind the recorded state)."
     ),
 ) -> None:
-    """Run every dbt check and record the findings in data_anomalies.
+    """Run every dbt check and record the findings in data_anomalies (a live run).
 
-    Exit 0: no error-severity anomaly is open; 1: some are; 2: the checks could not run."""
+    With --as-of it is a what-if: it prints what it finds and leaves data_anomalies,
+    acknowledgements and alerts as they were, unless --record. Acknowledged and muted findings
+    do not count. Exit 0: no error-severity anomaly is open; 1: some are; 2: the checks could
+    not run."""
     when = parse_as_of(as_of)
     from mdq.cli import console, project_database
     from mdq.dbt_runner import prefect_api_available
@@ -75,108 +84,37 @@ def check(
         with project_database(settings) as database:
             if prefect_api_available():
                 quality_checks = load_flow("quality_checks.py:quality_checks")
-                state = quality_checks(as_of=when, return_state=True)
+                state = quality_checks(as_of=when, record=record or when is None, return_state=True)
                 report = state.result(raise_on_failure=False)
             else:
                 report = run_quality_checks(
-                    database, settings.dbt_schema, as_of=when, use_prefect=False
+                    database,
+                    settings.dbt_schema,
+                    as_of=when,
+                    use_prefect=False,
+                    record=record or when is None,
                 )
     except (MdqError, psycopg.Error) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None
     if not isinstance(report, QualityReport):
         raise _fail(f"the quality flow did not finish: {report}")
+    if not report.recorded:
+        from mdq.cli_anomalies import anomalies_table
+
+        shown = [f for f in report.findings if f.triage_status != "resolved"]
+        when_text = report.as_of.isoformat() if report.as_of else "now"
+        console.print(
+            anomalies_table(
+                shown, title=f"{len(shown)} finding(s) as of {when_text}", new_since=report.seen_at
+            )
+        )
     console.print(report.summary(), highlight=False)
     if report.verdict == "broken":
         raise typer.Exit(EXIT_COULD_NOT_RUN)
     if report.open_errors:
-        console.print("see them with: mdq anomalies", highlight=False)
+        if report.recorded:
+            console.print("see them with: mdq anomalies", highlight=False)
         raise typer.Exit(EXIT_FINDINGS)
-
-
-def anomalies(
-    status: str = typer.Option("open", "--status", help="open, resolved or all."),
-    output: str = typer.Option("table", "--format", help="table or json."),
-    summary: bool = typer.Option(
-        False, "--summary", help="Counts per symbol, timeframe, type and severity instead."
-    ),
-) -> None:
-    """List recorded anomalies (most severe first), or count them (--summary)."""
-    from mdq.cli import console, project_database
-    from mdq.db.anomalies import list_anomalies
-
-    if status not in ("open", "resolved", "all"):
-        raise typer.BadParameter(f"--status '{status}' not supported; expected open, resolved, all")
-    if output not in ("table", "json"):
-        raise typer.BadParameter(f"--format '{output}' not supported; expected table, json")
-    try:
-        settings = load_settings()
-        with project_database(settings) as database, connect(database) as conn:
-            rows = list_anomalies(conn, status)  # type: ignore[arg-type]
-    except (MdqError, psycopg.Error) as exc:
-        raise _fail(str(exc).strip().splitlines()[0]) from None
-    if summary:
-        counts = summarize_anomalies(rows)
-        if output == "json":
-            typer.echo(json.dumps(counts, indent=2))
-        else:
-            console.print(summary_table(counts, title=f"{len(rows)} {status} anomalies"))
-        return
-    if output == "json":
-        payload = [row.__dict__ for row in rows]
-        typer.echo(json.dumps(payload, default=_json_default, indent=2))
-        return
-    table = Table(title=f"{len(rows)} {status} anomalies" if status != "all" else None)
-    for name in ("severity", "check", "type", "symbol", "tf", "ts_start (UTC)", "observed"):
-        table.add_column(name)
-    table.add_column("expected")
-    table.add_column("status")
-    table.add_column("reason", overflow="fold")
-    for row in rows:
-        table.add_row(
-            row.severity,
-            row.check_name,
-            row.anomaly_type,
-            row.symbol or "",
-            row.timeframe or "",
-            row.ts_start.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if row.ts_start else "",
-            f"{row.observed_value:g}" if row.observed_value is not None else "",
-            f"{row.expected_value:g}" if row.expected_value is not None else "",
-            row.status,
-            str(row.details.get("failure_reason", "")),
-        )
-    console.print(table)
-
-
-def summarize_anomalies(rows: list[Any]) -> list[dict[str, Any]]:
-    """Count anomalies per (symbol, timeframe, anomaly_type, severity).
-
-    Args:
-        rows: ``StoredAnomaly`` rows (e.g. from ``list_anomalies``).
-
-    Returns:
-        One dict per group with keys symbol, timeframe, anomaly_type, severity, count; sorted
-        by symbol, timeframe, type, severity (missing symbol/timeframe as "").
-    """
-    from collections import Counter
-
-    counts = Counter((r.symbol or "", r.timeframe or "", r.anomaly_type, r.severity) for r in rows)
-    return [
-        {"symbol": s, "timeframe": t, "anomaly_type": a, "severity": v, "count": n}
-        for (s, t, a, v), n in sorted(counts.items())
-    ]
-
-
-def summary_table(counts: list[dict[str, Any]], title: str | None = None) -> Table:
-    """A rich table of :func:`summarize_anomalies` (for ``mdq anomalies --summary``, the demo)."""
-    table = Table(title=title)
-    for name in ("symbol", "timeframe", "anomaly_type", "severity"):
-        table.add_column(name)
-    table.add_column("count", justify="right")
-    for c in counts:
-        table.add_row(
-            c["symbol"], c["timeframe"], c["anomaly_type"], c["severity"], str(c["count"])
-        )
-    return table
 
 
 def dedupe(
@@ -252,11 +190,21 @@ def health(
     refresh: bool = typer.Option(
         True, "--refresh/--no-refresh", help="Run the staleness checks (dbt) first."
     ),
+    min_severity: str | None = typer.Option(
+        None,
+        "--min-severity",
+        help="Least severe problem that alerts: warn or error (default MDQ_ALERT_MIN_SEVERITY).",
+    ),
+    record: bool = typer.Option(
+        False, "--record", help="Record an --as-of run too (snapshot, streaks, alerts)."
+    ),
 ) -> None:
     """Take a health snapshot and alert once per problem streak.
 
-    Looks at staleness, symbols failing their backfill, open gaps and outliers.
-    Exit 0: healthy; 1: problems; 2: could not run."""
+    Looks at staleness, symbols failing their backfill, open gaps, outliers and split
+    suspects; acknowledged and muted findings are counted apart. Only problems at or above the
+    minimum severity alert. With --as-of it is a what-if: nothing is recorded or sent unless
+    --record. Exit 0: healthy; 1: problems; 2: could not run."""
     when = parse_as_of(as_of)
     from mdq.cli import console, project_database
     from mdq.health import run_health_check
@@ -271,12 +219,18 @@ def health(
                 as_of=when,
                 refresh_staleness=refresh,
                 schema=settings.dbt_schema,
+                min_severity=min_severity or settings.alert_min_severity,
+                record=record or when is None,
             )
-    except (MdqError, psycopg.Error) as exc:
+    except (MdqError, psycopg.Error, ValueError) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None
     console.print(snapshot.summary(), highlight=False)
     for problem in snapshot.problems:
-        console.print(f"  {problem.kind} {problem.subject}: {problem.message}", highlight=False)
+        console.print(
+            f"  {problem.kind} {problem.subject} [{problem.severity}]: {problem.message}",
+            highlight=False,
+            markup=False,
+        )
     if snapshot.problems:
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -325,7 +279,6 @@ def register(app: typer.Typer) -> None:
     """Add the quality commands to the ``mdq`` app."""
     app.command("check")(check)
     app.command("health")(health)
-    app.command("anomalies")(anomalies)
     app.command("dedupe")(dedupe)
     app.command("docs")(docs)
     app.command("serve")(serve)

@@ -121,6 +121,14 @@ class Settings(BaseSettings):
             "Consecutive failed backfills of one series before an alert (sent once per streak)."
         ),
     )
+    alert_min_severity: str = Field(
+        default="error",
+        pattern=r"^(warn|error)$",
+        description=(
+            "Health alerts: the least severe problem that pages (warn or error). With error, "
+            "warn-level problems (likely real moves, warn gaps) are in the snapshot only."
+        ),
+    )
 
     @field_validator("home")
     @classmethod

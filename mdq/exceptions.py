@@ -309,3 +309,56 @@ class ProviderRefused(TerminalError):
         self.provider = provider
         self.reason = reason
         super().__init__(f"provider {provider}: {reason}")
+
+
+class AnomalyNotFound(TerminalError):
+    """No row of ``data_anomalies`` has this id.
+
+    Attributes:
+        anomaly_id: the id asked for.
+    """
+
+    def __init__(self, anomaly_id: int) -> None:
+        self.anomaly_id = anomaly_id
+        super().__init__(f"anomaly {anomaly_id} not found; list them with: mdq anomalies")
+
+
+class MuteNotFound(TerminalError):
+    """No active mute rule has this id.
+
+    Attributes:
+        mute_id: the id asked for.
+    """
+
+    def __init__(self, mute_id: int) -> None:
+        self.mute_id = mute_id
+        super().__init__(f"no active mute rule {mute_id}; list them with: mdq anomalies mutes")
+
+
+class TriageError(TerminalError):
+    """An acknowledgement or mute rule that cannot be recorded as asked.
+
+    Attributes:
+        reason: what is wrong, naming the bad value.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class RecordBackwards(TerminalError):
+    """A recorded quality run would move the recorded state back in time.
+
+    Attributes:
+        as_of: the run's reference time.
+        latest_as_of: the reference time of the latest recorded run.
+    """
+
+    def __init__(self, as_of: str, latest_as_of: str) -> None:
+        self.as_of = as_of
+        self.latest_as_of = latest_as_of
+        super().__init__(
+            f"cannot record a check as of {as_of}: the recorded state is already as of "
+            f"{latest_as_of} and only moves forward; run it without --record to see its findings"
+        )

@@ -3,6 +3,11 @@
 No Prefect, no database. A *problem* is identified by (kind, subject); an alert is sent when a
 problem starts a streak (it was not present at the previous health run) and never again while
 the streak lasts. When it disappears the streak ends; if it comes back, that is a new streak.
+
+Only problems at or above the minimum severity (default ``error``) page: warn-level problems —
+e.g. "likely real" moves, which the price checks report as warn outliers — are listed in the
+snapshot and never alert. Acknowledged and muted anomalies are not problems at all (they are
+counted apart). Split suspects are their own kind (``split_suspects``), not outliers.
 """
 
 from __future__ import annotations
@@ -18,14 +23,27 @@ FAILURE_THRESHOLD = 3
 #: anomaly_type values counted as staleness, gaps and outliers (the checks' contract, README).
 STALE_TYPES: tuple[str, ...] = ("stale",)
 GAP_TYPES: tuple[str, ...] = ("gap", "venue_outage")
-OUTLIER_TYPES: tuple[str, ...] = ("outlier", "wick_outlier", "split_suspect")
+OUTLIER_TYPES: tuple[str, ...] = ("outlier", "wick_outlier")
+SPLIT_TYPES: tuple[str, ...] = ("split_suspect", "split_date_mismatch", "split_not_observed")
 
 #: check_name of the quarantine check (dbt test quarantined_rows): rows a backfill rejected.
 QUARANTINE_CHECK = "quarantined_rows"
 
 TProblemKind = Literal[
-    "stale", "consecutive_failures", "open_gaps", "open_outliers", "rejected_rows"
+    "stale",
+    "consecutive_failures",
+    "open_gaps",
+    "open_outliers",
+    "rejected_rows",
+    "split_suspects",
 ]
+TSeverity = Literal["warn", "error"]
+
+#: Severities in increasing order (for a minimum severity).
+SEVERITY_RANK: dict[str, int] = {"warn": 1, "error": 2}
+
+#: The default minimum severity of an alert.
+DEFAULT_MIN_SEVERITY: TSeverity = "error"
 
 
 @dataclass(frozen=True)
@@ -39,9 +57,16 @@ class SeriesHealth:
         open_stale: open anomalies of a stale type.
         open_gaps: open anomalies of a gap type.
         open_outliers: open anomalies of an outlier type.
-        open_errors: open error-severity anomalies of those types.
+        open_errors: open error-severity anomalies of the gap and outlier types.
         open_rejected_errors: open error-severity findings of the quarantine check (the latest
             backfill stored less than the set share of what it fetched, or nothing).
+        stale_errors: open error-severity stale anomalies (None: as many as ``open_stale``).
+        gap_errors: open error-severity gaps (None: ``open_errors``).
+        outlier_errors: open error-severity outliers (None: ``open_errors``).
+        open_splits: open anomalies of a split type.
+        split_errors: of those, error severity.
+        acknowledged: open anomalies of any type that are acknowledged (not counted above).
+        muted: open anomalies of any type that a mute rule covers (not counted above).
     """
 
     symbol: str
@@ -52,6 +77,13 @@ class SeriesHealth:
     open_outliers: int
     open_errors: int
     open_rejected_errors: int = 0
+    stale_errors: int | None = None
+    gap_errors: int | None = None
+    outlier_errors: int | None = None
+    open_splits: int = 0
+    split_errors: int = 0
+    acknowledged: int = 0
+    muted: int = 0
 
     @property
     def subject(self) -> str:
@@ -81,9 +113,10 @@ class Problem:
     """Something wrong right now.
 
     Attributes:
-        kind: ``stale``, ``consecutive_failures``, ``open_gaps`` or ``open_outliers``.
+        kind: ``stale``, ``consecutive_failures``, ``open_gaps``, ``open_outliers``,
+            ``rejected_rows`` or ``split_suspects``.
         subject: ``SYMBOL/timeframe``.
-        severity: ``error`` or ``warn``.
+        severity: ``error`` or ``warn`` (the highest of the anomalies behind it).
         message: one human line with the numbers.
     """
 
@@ -132,22 +165,47 @@ def find_problems(
     if failure_threshold < 1:
         raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
     problems: list[Problem] = []
+
+    def level(errors: int | None, fallback: int) -> TSeverity:
+        return "error" if (fallback if errors is None else errors) else "warn"
+
     for s in series:
         last = s.last_ts.strftime("%Y-%m-%d %H:%M UTC") if s.last_ts else "never"
-        severity: Literal["warn", "error"] = "error" if s.open_errors else "warn"
         if s.open_stale:
-            problems.append(Problem("stale", s.subject, "error", f"stale: last candle {last}"))
+            problems.append(
+                Problem(
+                    "stale",
+                    s.subject,
+                    level(s.stale_errors, s.open_stale),
+                    f"stale: last candle {last}",
+                )
+            )
         if s.open_gaps:
             problems.append(
-                Problem("open_gaps", s.subject, severity, f"{s.open_gaps} open gap anomaly(ies)")
+                Problem(
+                    "open_gaps",
+                    s.subject,
+                    level(s.gap_errors, s.open_errors),
+                    f"{s.open_gaps} open gap anomaly(ies)",
+                )
             )
         if s.open_outliers:
             problems.append(
                 Problem(
                     "open_outliers",
                     s.subject,
-                    severity,
+                    level(s.outlier_errors, s.open_errors),
                     f"{s.open_outliers} open outlier anomaly(ies)",
+                )
+            )
+        if s.open_splits:
+            problems.append(
+                Problem(
+                    "split_suspects",
+                    s.subject,
+                    level(s.split_errors, 0),
+                    f"{s.open_splits} unexplained price step(s) at a split ratio; record the "
+                    "split (mdq split) or acknowledge it",
                 )
             )
         if s.open_rejected_errors:
@@ -174,13 +232,36 @@ def find_problems(
     return sorted(problems, key=lambda p: (p.kind, p.subject))
 
 
-def plan_alerts(problems: Sequence[Problem], active_keys: Collection[str]) -> AlertPlan:
+def pages(problem: Problem, min_severity: str = DEFAULT_MIN_SEVERITY) -> bool:
+    """Whether a problem is severe enough to alert.
+
+    Raises:
+        ValueError: an unknown ``min_severity`` (expected warn, error).
+    """
+    if min_severity not in SEVERITY_RANK:
+        raise ValueError(f"min_severity {min_severity!r} not supported; expected warn, error")
+    return SEVERITY_RANK[problem.severity] >= SEVERITY_RANK[min_severity]
+
+
+def plan_alerts(
+    problems: Sequence[Problem],
+    active_keys: Collection[str],
+    min_severity: str = "warn",
+) -> AlertPlan:
     """Split current problems into new streaks and ongoing ones; list streaks that ended.
+
+    Only problems at or above ``min_severity`` take part: the others never start a streak
+    and end one they had.
 
     Args:
         problems: the current problems.
         active_keys: keys of the streaks recorded at the previous run.
+        min_severity: ``warn`` (every problem) or ``error``.
+
+    Raises:
+        ValueError: an unknown ``min_severity``.
     """
+    problems = [p for p in problems if pages(p, min_severity)]
     active = set(active_keys)
     current = {p.key for p in problems}
     return AlertPlan(

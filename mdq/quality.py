@@ -1,7 +1,14 @@
 """Quality checks: ``dbt build`` → every warning/failing test into ``data_anomalies``.
 
-The flow ends **Failed** when an error-severity anomaly of the tests it ran is open (or when a
-model or a check could not run), **Completed** otherwise. :func:`run_quality_checks` is the same
+The flow ends **Failed** when an error-severity anomaly of the tests it ran is open and neither
+acknowledged nor muted (or when a model or a check could not run), **Completed** otherwise.
+
+**Live or what-if.** A run without ``as_of`` is the live one and records its findings. A run
+with ``as_of`` is a what-if: it writes its findings in a transaction that is rolled back, so its
+report (counts and ``findings``) says what it found and what it would change while
+``data_anomalies`` and the acknowledgements stay exactly as they were; ``record=True`` records
+it, but never behind the latest recorded run (:class:`~mdq.exceptions.RecordBackwards`): the
+recorded state only moves forward in time. :func:`run_quality_checks` is the same
 work as a plain function (the CLI uses it when no Prefect API is around);
 :func:`detect_data_anomalies` is the seed's entry point, selecting check families by dbt tag.
 
@@ -28,6 +35,8 @@ from mdq.anomalies import (
 )
 from mdq.db import Database, connect
 from mdq.db import anomalies as anomalies_db
+from mdq.db.anomalies import StoredAnomaly
+from mdq.exceptions import RecordBackwards
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +66,16 @@ class QualityReport:
         updated: anomalies seen again.
         reopened: anomalies that had been resolved and came back.
         resolved: anomalies no longer found.
-        open_errors: open error-severity anomalies of the tests that ran.
-        open_warnings: open warn-severity anomalies of the tests that ran.
+        open_errors: open error-severity anomalies of the tests that ran, neither
+            acknowledged nor muted.
+        open_warnings: the same for warn severity.
         broken: one line per model, unit test or check that could not run.
+        acknowledged: open anomalies of the tests that ran that are acknowledged.
+        muted: open anomalies of the tests that ran that a mute rule covers.
+        acks_ended: acknowledgements ended because their anomaly changed or resolved.
+        recorded: False for a what-if run: nothing above was written.
+        findings: for a what-if run, every finding it reported (with its effective status;
+            an ``anomaly_id`` of a finding new to the table is not stored anywhere).
     """
 
     as_of: datetime | None
@@ -74,6 +90,11 @@ class QualityReport:
     open_errors: int
     open_warnings: int
     broken: tuple[str, ...]
+    acknowledged: int = 0
+    muted: int = 0
+    acks_ended: int = 0
+    recorded: bool = True
+    findings: tuple[StoredAnomaly, ...] = ()
 
     @property
     def verdict(self) -> Literal["ok", "anomalies", "broken"]:
@@ -84,12 +105,17 @@ class QualityReport:
 
     def summary(self) -> str:
         """One human line."""
-        text = (
+        text = "" if self.recorded else "what-if, nothing recorded: "
+        text += (
             f"{self.tests_run} checks ran ({self.tests_failed} reported findings); anomalies: "
             f"{self.inserted} new, {self.updated} seen again ({self.reopened} reopened), "
             f"{self.resolved} resolved; open: {self.open_errors} error, "
             f"{self.open_warnings} warn"
         )
+        if self.acknowledged or self.muted:
+            text += f" (besides {self.acknowledged} acknowledged, {self.muted} muted)"
+        if self.acks_ended:
+            text += f"; {self.acks_ended} acknowledgement(s) ended: the finding changed"
         if self.broken:
             text += f"; {len(self.broken)} could not run: " + "; ".join(self.broken[:5])
         return text
@@ -121,8 +147,9 @@ def run_quality_checks(
     project_dir: Path | None = None,
     use_prefect: bool | None = None,
     seen_at: datetime | None = None,
+    record: bool | None = None,
 ) -> QualityReport:
-    """Run dbt, persist every warning/failing test as anomalies, and report.
+    """Run dbt, persist every warning/failing test as anomalies (live runs), and report.
 
     Args:
         database: the project's database.
@@ -135,6 +162,8 @@ def run_quality_checks(
         project_dir: another dbt project (tests); default the repository's.
         use_prefect: force or forbid prefect-dbt (None: when a Prefect API is reachable).
         seen_at: the run's time (default now, UTC).
+        record: write the findings to ``data_anomalies``; None (default): only a live run
+            (no ``as_of``) does, a run with ``as_of`` is a what-if (module docstring).
 
     Returns:
         The report; ``verdict`` says ok / anomalies / broken.
@@ -142,13 +171,57 @@ def run_quality_checks(
     Raises:
         DbtRunError: dbt could not run at all.
         DatabaseUnreachable: PostgreSQL is down.
+        RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
         ValueError: a naive ``as_of``.
     """
     if as_of is not None and as_of.tzinfo is None:
         raise ValueError(f"as_of must be timezone-aware (UTC), got naive {as_of.isoformat()}")
     seen_at = seen_at or datetime.now(UTC)
-    refresh_sessions(database, today=(as_of or seen_at).astimezone(UTC).date())
-    result = dbt.build(
+    record = as_of is None if record is None else record
+    if record and as_of is not None:
+        with connect(database) as conn:
+            ensure_forward(conn, as_of)
+    result = build_checks(
+        database,
+        schema,
+        as_of=as_of,
+        select=select,
+        project_dir=project_dir,
+        use_prefect=use_prefect,
+        today=(as_of or seen_at).astimezone(UTC).date(),
+    )
+    return persist_build_result(
+        database, result, full_run=select is None, seen_at=seen_at, as_of=as_of, record=record
+    )
+
+
+def build_checks(
+    database: Database,
+    schema: str,
+    *,
+    as_of: datetime | None,
+    select: Sequence[str] | None,
+    today: date,
+    project_dir: Path | None = None,
+    use_prefect: bool | None = None,
+) -> dbt.DbtBuildResult:
+    """Refresh the trading sessions, then ``dbt build`` the checks (nothing is persisted).
+
+    Args:
+        database: the project's database.
+        schema: dbt's schema.
+        as_of: reference time given to dbt (None: dbt's default, now).
+        select: dbt selection (None: the whole project).
+        today: the current UTC date, for the sessions' range.
+        project_dir: another dbt project (tests).
+        use_prefect: force or forbid prefect-dbt.
+
+    Raises:
+        DbtRunError: dbt could not run at all.
+        UnknownCalendar: an instrument names a calendar the project cannot build.
+    """
+    refresh_sessions(database, today=today)
+    return dbt.build(
         database,
         schema,
         select=select,
@@ -157,9 +230,21 @@ def run_quality_checks(
         project_dir=project_dir,
         use_prefect=use_prefect,
     )
-    return persist_build_result(
-        database, result, full_run=select is None, seen_at=seen_at, as_of=as_of
-    )
+
+
+def ensure_forward(conn: Any, as_of: datetime) -> None:
+    """Refuse to record a run judged at an instant before the latest recorded run's.
+
+    Args:
+        conn: an open connection.
+        as_of: the run's reference time (UTC-aware).
+
+    Raises:
+        RecordBackwards: a recorded run is as of a later instant.
+    """
+    latest = anomalies_db.latest_recorded_as_of(conn)
+    if latest is not None and as_of < latest:
+        raise RecordBackwards(as_of.isoformat(), latest.isoformat())
 
 
 def refresh_sessions(database: Database, *, today: date) -> None:
@@ -188,6 +273,7 @@ def persist_build_result(
     full_run: bool,
     seen_at: datetime,
     as_of: datetime | None = None,
+    record: bool | None = None,
 ) -> QualityReport:
     """Read the failing rows of ``result``'s tests and persist them (see module docstring).
 
@@ -197,28 +283,61 @@ def persist_build_result(
         full_run: the whole project ran (anomalies of tests that no longer exist get resolved).
         seen_at: the run's time.
         as_of: the reference time given to dbt, for the report.
+        record: write them; False (what-if) rolls everything back and returns the findings
+            in the report; None: record only when ``as_of`` is None.
+
+    Raises:
+        RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
+    """
+    record = as_of is None if record is None else record
+    with connect(database) as conn, conn.transaction(force_rollback=not record):
+        return persist_on(
+            conn, result, full_run=full_run, seen_at=seen_at, as_of=as_of, record=record
+        )
+
+
+def persist_on(
+    conn: Any,
+    result: dbt.DbtBuildResult,
+    *,
+    full_run: bool,
+    seen_at: datetime,
+    as_of: datetime | None,
+    record: bool,
+) -> QualityReport:
+    """:func:`persist_build_result` on a connection whose transaction the caller owns (and
+    rolls back for a what-if: ``record`` False only lists the findings in the report).
+
+    Raises:
+        RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
     """
     records: list[AnomalyRecord] = []
     complete: list[str] = []
-    with connect(database) as conn:
-        for test in result.tests:
-            if not test.ran:
-                continue
-            if not test.found_something:
-                complete.append(test.unique_id)
-                continue
-            rows, whole = _failing_rows(conn, test)
-            records += anomalies_from_rows(test, rows)
-            if whole:
-                complete.append(test.unique_id)
-        counts = anomalies_db.persist_findings(
-            conn,
-            unique_by_fingerprint(records),
-            completed_test_ids=complete,
-            seen_at=seen_at,
-            retire_unknown_except=[t.unique_id for t in result.tests] if full_run else None,
-        )
-        open_ = anomalies_db.open_counts(conn, [t.unique_id for t in result.tests if t.ran])
+    findings: list[StoredAnomaly] = []
+    if record and as_of is not None:
+        ensure_forward(conn, as_of)
+    for test in result.tests:
+        if not test.ran:
+            continue
+        if not test.found_something:
+            complete.append(test.unique_id)
+            continue
+        rows, whole = _failing_rows(conn, test)
+        records += anomalies_from_rows(test, rows)
+        if whole:
+            complete.append(test.unique_id)
+    counts = anomalies_db.persist_findings(
+        conn,
+        unique_by_fingerprint(records),
+        completed_test_ids=complete,
+        seen_at=seen_at,
+        retire_unknown_except=[t.unique_id for t in result.tests] if full_run else None,
+    )
+    open_ = anomalies_db.open_counts(conn, [t.unique_id for t in result.tests if t.ran])
+    if record and any(t.ran for t in result.tests):  # a run that judged nothing moves nothing
+        anomalies_db.record_run(conn, seen_at=seen_at, as_of=as_of, full_run=full_run)
+    else:
+        findings = anomalies_db.list_anomalies(conn, "all", seen_at=seen_at)
     broken = [f"{n.resource_type} {n.name}: {n.message or n.status}" for n in result.failed_nodes]
     broken += [f"test {t.name}: {t.message or 'error'}" for t in result.errored_tests]
     return QualityReport(
@@ -234,6 +353,11 @@ def persist_build_result(
         open_errors=open_["error"],
         open_warnings=open_["warn"],
         broken=tuple(broken),
+        acknowledged=open_["acknowledged"],
+        muted=open_["muted"],
+        acks_ended=counts.acks_ended,
+        recorded=record,
+        findings=tuple(findings),
     )
 
 

@@ -24,7 +24,19 @@ from psycopg.types.json import Jsonb
 
 from mdq.anomalies import AnomalyRecord
 
-TStatusFilter = Literal["open", "resolved", "all"]
+#: ``open`` (needs attention), ``acknowledged``, ``muted``, ``resolved``, or ``all``;
+#: ``active`` is open, acknowledged and muted together.
+TStatusFilter = Literal["open", "acknowledged", "muted", "resolved", "active", "all"]
+
+#: What each ``TStatusFilter`` value selects among the effective statuses.
+STATUS_FILTERS: dict[str, tuple[str, ...]] = {
+    "open": ("open",),
+    "acknowledged": ("acknowledged",),
+    "muted": ("muted",),
+    "resolved": ("resolved",),
+    "active": ("open", "acknowledged", "muted"),
+    "all": ("open", "acknowledged", "muted", "resolved"),
+}
 
 
 @dataclass(frozen=True)
@@ -36,17 +48,21 @@ class PersistCounts:
         updated: anomalies seen again (reopened ones included).
         reopened: anomalies that were resolved and came back.
         resolved: open anomalies that their test no longer reported.
+        acks_ended: acknowledgements ended because their anomaly changed or resolved.
     """
 
     inserted: int
     updated: int
     reopened: int
     resolved: int
+    acks_ended: int = 0
 
 
 @dataclass(frozen=True)
 class StoredAnomaly:
-    """One row of ``data_anomalies`` (all instants UTC-aware)."""
+    """One row of ``data_anomalies`` (all instants UTC-aware), with ``triage_status``: its
+    effective status now (``open``, ``acknowledged``, ``muted`` or ``resolved``; view
+    ``data_anomaly_triage``)."""
 
     anomaly_id: int
     fingerprint: str
@@ -67,9 +83,10 @@ class StoredAnomaly:
     last_seen_at: datetime
     resolved_at: datetime | None
     times_seen: int
+    triage_status: str = "open"
 
 
-_STORED_COLUMNS = [f for f in StoredAnomaly.__dataclass_fields__]
+_STORED_COLUMNS = [f for f in StoredAnomaly.__dataclass_fields__ if f != "triage_status"]
 
 
 def read_failing_rows(
@@ -232,47 +249,202 @@ def persist_findings(
                 "known": list(retire_unknown_except or ()),
             },
         ).rowcount
-    return PersistCounts(inserted, updated, reopened, max(resolved, 0))
+        from mdq.db.triage import end_stale_acks
+
+        acks_ended = end_stale_acks(conn, seen_at=seen_at)
+    return PersistCounts(inserted, updated, reopened, max(resolved, 0), acks_ended)
 
 
 def open_counts(
     conn: psycopg.Connection, test_ids: Collection[str] | None = None
 ) -> dict[str, int]:
-    """Open anomalies by severity, e.g. ``{"error": 2, "warn": 5}`` (both keys always present).
+    """Open anomalies by severity, and how many are acknowledged or muted.
+
+    Acknowledged and muted anomalies are not counted under their severity: they neither fail a
+    check nor alert.
 
     Args:
         conn: an open connection.
         test_ids: only anomalies of these dbt tests (None: all).
+
+    Returns:
+        ``{"error": e, "warn": w, "acknowledged": a, "muted": m}`` (every key always present).
     """
     rows = conn.execute(
         """
-        select severity, count(*)
-        from data_anomalies
-        where status = 'open' and (%(all)s or dbt_unique_id = any(%(ids)s))
-        group by severity
+        select
+            case when t.triage_status = 'open' then a.severity else t.triage_status end,
+            count(*)
+        from data_anomalies as a
+        inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
+        where a.status = 'open' and (%(all)s or a.dbt_unique_id = any(%(ids)s))
+        group by 1
         """,
         {"all": test_ids is None, "ids": list(test_ids or ())},
     ).fetchall()
-    counts = {"error": 0, "warn": 0}
-    counts.update({str(severity): int(n) for severity, n in rows})
+    counts = {"error": 0, "warn": 0, "acknowledged": 0, "muted": 0}
+    counts.update({str(key): int(n) for key, n in rows})
     return counts
 
 
-def list_anomalies(conn: psycopg.Connection, status: TStatusFilter = "open") -> list[StoredAnomaly]:
+def list_anomalies(
+    conn: psycopg.Connection,
+    status: TStatusFilter = "open",
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    severity: str | None = None,
+    anomaly_type: str | None = None,
+    check_name: str | None = None,
+    since: datetime | None = None,
+    seen_at: datetime | None = None,
+    anomaly_id: int | None = None,
+) -> list[StoredAnomaly]:
     """Stored anomalies, sorted by severity (error first), symbol, timeframe, ts_start, check.
 
     Args:
         conn: an open connection.
-        status: ``open``, ``resolved`` or ``all``.
+        status: effective status (:data:`STATUS_FILTERS`): ``open`` means open and neither
+            acknowledged nor muted.
+        symbol: only this symbol.
+        timeframe: only this timeframe.
+        severity: only ``warn`` or ``error``.
+        anomaly_type: only this type (``gap``, ``split_suspect``, ...).
+        check_name: only this check.
+        since: only findings about data at or after this instant (``ts_end``, else
+            ``ts_start``, ≥ since); findings without candle context: first seen at or after it.
+        seen_at: only findings a run at exactly this time reported (``last_seen_at``).
+        anomaly_id: only this one.
+
+    Raises:
+        ValueError: an unknown ``status``.
     """
+    if status not in STATUS_FILTERS:
+        raise ValueError(f"status {status!r} not supported; expected {', '.join(STATUS_FILTERS)}")
     query = sql.SQL(
         """
-        select {columns}
-        from data_anomalies
-        where %(status)s = 'all' or status = %(status)s
+        select {columns}, t.triage_status
+        from data_anomalies as a
+        inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
+        where t.triage_status = any(%(statuses)s)
+            and (%(symbol)s::text is null or a.symbol = %(symbol)s)
+            and (%(timeframe)s::text is null or a.timeframe = %(timeframe)s)
+            and (%(severity)s::text is null or a.severity = %(severity)s)
+            and (%(type)s::text is null or a.anomaly_type = %(type)s)
+            and (%(check)s::text is null or a.check_name = %(check)s)
+            and (
+                %(since)s::timestamptz is null
+                or coalesce(a.ts_end, a.ts_start) >= %(since)s
+                or (a.ts_start is null and a.first_seen_at >= %(since)s)
+            )
+            and (%(seen)s::timestamptz is null or a.last_seen_at = %(seen)s)
+            and (%(id)s::bigint is null or a.anomaly_id = %(id)s)
         order by
-            severity = 'error' desc, symbol nulls first, timeframe, ts_start nulls first,
-            check_name, anomaly_id
+            a.severity = 'error' desc, a.symbol nulls first, a.timeframe,
+            a.ts_start nulls first, a.check_name, a.anomaly_id
         """
-    ).format(columns=sql.SQL(", ").join(sql.Identifier(c) for c in _STORED_COLUMNS))
-    return [StoredAnomaly(*row) for row in conn.execute(query, {"status": status}).fetchall()]
+    ).format(columns=sql.SQL(", ").join(sql.Identifier("a", c) for c in _STORED_COLUMNS))
+    params = {
+        "statuses": list(STATUS_FILTERS[status]),
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "severity": severity,
+        "type": anomaly_type,
+        "check": check_name,
+        "since": since,
+        "seen": seen_at,
+        "id": anomaly_id,
+    }
+    return [StoredAnomaly(*row) for row in conn.execute(query, params).fetchall()]
+
+
+def get_anomaly(conn: psycopg.Connection, anomaly_id: int) -> StoredAnomaly | None:
+    """One anomaly by id, with its effective status (None when there is none)."""
+    found = list_anomalies(conn, "all", anomaly_id=anomaly_id)
+    return found[0] if found else None
+
+
+def candles_around(
+    conn: psycopg.Connection, anomaly: StoredAnomaly, *, context: int = 5, limit: int = 40
+) -> list[dict[str, Any]]:
+    """The candles of an anomaly's series around it: ``context`` before ``ts_start``, those in
+    ``[ts_start, ts_end]`` (at most ``limit``), ``context`` after ``ts_end``.
+
+    Args:
+        conn: an open connection.
+        anomaly: the anomaly (without symbol, timeframe or ts_start: no candles).
+        context: candles on each side.
+        limit: at most this many candles inside the anomaly's range.
+
+    Returns:
+        Dicts with ts (UTC-aware), open, high, low, close, volume, is_final, source and
+        ``inside`` (True for candles within the range), sorted by ts ascending.
+    """
+    if anomaly.symbol is None or anomaly.timeframe is None or anomaly.ts_start is None:
+        return []
+    rows = conn.execute(
+        """
+        with series as (
+            select ts, open, high, low, close, volume, is_final, source
+            from market_data
+            where symbol = %(symbol)s and timeframe = %(timeframe)s
+        ),
+        before as (
+            select * from series where ts < %(start)s order by ts desc limit %(context)s
+        ),
+        inside as (
+            select * from series
+            where ts >= %(start)s and ts <= %(end)s
+            order by ts limit %(limit)s
+        ),
+        after as (
+            select * from series where ts > %(end)s order by ts limit %(context)s
+        ),
+        final as (
+            select *, false as inside from before
+            union all
+            select *, true as inside from inside
+            union all
+            select *, false as inside from after
+        )
+        select ts, open, high, low, close, volume, is_final, source, inside
+        from final
+        order by ts
+        """,
+        {
+            "symbol": anomaly.symbol,
+            "timeframe": anomaly.timeframe,
+            "start": anomaly.ts_start,
+            "end": anomaly.ts_end or anomaly.ts_start,
+            "context": context,
+            "limit": limit,
+        },
+    ).fetchall()
+    names = ("ts", "open", "high", "low", "close", "volume", "is_final", "source", "inside")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def record_run(
+    conn: psycopg.Connection, *, seen_at: datetime, as_of: datetime | None, full_run: bool
+) -> None:
+    """Note a recorded quality run in ``quality_runs`` (its ``as_of``: the given one, or
+    ``seen_at`` for a live run)."""
+    conn.execute(
+        "insert into quality_runs (seen_at, as_of, full_run) values (%s, %s, %s)",
+        (seen_at, as_of or seen_at, full_run),
+    )
+
+
+def latest_recorded_as_of(conn: psycopg.Connection) -> datetime | None:
+    """The latest ``as_of`` of a recorded quality run (None before the first)."""
+    row = conn.execute("select max(as_of) from quality_runs").fetchone()
+    return row[0] if row else None
+
+
+def series_ends(conn: psycopg.Connection) -> list[tuple[str, str, datetime]]:
+    """Every (symbol, timeframe) of ``market_data`` with the open time of its newest candle
+    (UTC-aware), sorted by symbol, timeframe."""
+    rows = conn.execute(
+        "select symbol, timeframe, max(ts) from market_data group by 1, 2 order by 1, 2"
+    ).fetchall()
+    return [(str(s), str(t), last) for s, t, last in rows]

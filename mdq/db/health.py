@@ -14,6 +14,7 @@ from mdq.health_rules import (
     GAP_TYPES,
     OUTLIER_TYPES,
     QUARANTINE_CHECK,
+    SPLIT_TYPES,
     STALE_TYPES,
     AlertPlan,
     FailureStreak,
@@ -24,31 +25,67 @@ from mdq.health_rules import (
 def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
     """Every (symbol, timeframe) with candles or open anomalies, sorted by symbol, timeframe.
 
-    Counts open anomalies of the stale, gap and outlier types (mdq.health_rules).
+    Counts open anomalies of the stale, gap, outlier and split types (mdq.health_rules), and
+    their error-severity ones; acknowledged and muted anomalies (view ``data_anomaly_triage``)
+    are counted apart, not as problems.
     """
     rows = conn.execute(
         """
-        with last_candles as (
+        with open_anomalies as (
+            select
+                a.symbol, a.timeframe, a.check_name, a.anomaly_type, a.severity, t.triage_status
+            from data_anomalies as a
+            inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
+            where a.status = 'open' and a.symbol is not null and a.timeframe is not null
+        ),
+        last_candles as (
             select symbol, timeframe, max(ts) as last_ts
             from market_data
             group by symbol, timeframe
         ),
-        open_anomalies as (
+        counted as (
             select
                 symbol,
                 timeframe,
-                count(*) filter (where anomaly_type = any(%(stale)s)) as open_stale,
-                count(*) filter (where anomaly_type = any(%(gaps)s)) as open_gaps,
-                count(*) filter (where anomaly_type = any(%(outliers)s)) as open_outliers,
                 count(*) filter (
-                    where severity = 'error'
+                    where triage_status = 'open' and anomaly_type = any(%(stale)s)
+                ) as open_stale,
+                count(*) filter (
+                    where triage_status = 'open' and anomaly_type = any(%(gaps)s)
+                ) as open_gaps,
+                count(*) filter (
+                    where triage_status = 'open' and anomaly_type = any(%(outliers)s)
+                ) as open_outliers,
+                count(*) filter (
+                    where triage_status = 'open' and severity = 'error'
                         and anomaly_type = any(%(gaps)s || %(outliers)s)
                 ) as open_errors,
                 count(*) filter (
-                    where severity = 'error' and check_name = %(quarantine)s
-                ) as open_rejected_errors
-            from data_anomalies
-            where status = 'open' and symbol is not null and timeframe is not null
+                    where triage_status = 'open' and severity = 'error'
+                        and check_name = %(quarantine)s
+                ) as open_rejected_errors,
+                count(*) filter (
+                    where triage_status = 'open' and severity = 'error'
+                        and anomaly_type = any(%(stale)s)
+                ) as stale_errors,
+                count(*) filter (
+                    where triage_status = 'open' and severity = 'error'
+                        and anomaly_type = any(%(gaps)s)
+                ) as gap_errors,
+                count(*) filter (
+                    where triage_status = 'open' and severity = 'error'
+                        and anomaly_type = any(%(outliers)s)
+                ) as outlier_errors,
+                count(*) filter (
+                    where triage_status = 'open' and anomaly_type = any(%(splits)s)
+                ) as open_splits,
+                count(*) filter (
+                    where triage_status = 'open' and severity = 'error'
+                        and anomaly_type = any(%(splits)s)
+                ) as split_errors,
+                count(*) filter (where triage_status = 'acknowledged') as acknowledged,
+                count(*) filter (where triage_status = 'muted') as muted
+            from open_anomalies
             group by symbol, timeframe
         ),
         final as (
@@ -60,9 +97,16 @@ def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
                 coalesce(a.open_gaps, 0) as open_gaps,
                 coalesce(a.open_outliers, 0) as open_outliers,
                 coalesce(a.open_errors, 0) as open_errors,
-                coalesce(a.open_rejected_errors, 0) as open_rejected_errors
+                coalesce(a.open_rejected_errors, 0) as open_rejected_errors,
+                coalesce(a.stale_errors, 0) as stale_errors,
+                coalesce(a.gap_errors, 0) as gap_errors,
+                coalesce(a.outlier_errors, 0) as outlier_errors,
+                coalesce(a.open_splits, 0) as open_splits,
+                coalesce(a.split_errors, 0) as split_errors,
+                coalesce(a.acknowledged, 0) as acknowledged,
+                coalesce(a.muted, 0) as muted
             from last_candles as c
-            full outer join open_anomalies as a
+            full outer join counted as a
                 on a.symbol = c.symbol and a.timeframe = c.timeframe
         )
         select * from final order by symbol, timeframe
@@ -71,12 +115,12 @@ def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
             "stale": list(STALE_TYPES),
             "gaps": list(GAP_TYPES),
             "outliers": list(OUTLIER_TYPES),
+            "splits": list(SPLIT_TYPES),
             "quarantine": QUARANTINE_CHECK,
         },
     ).fetchall()
     return [
-        SeriesHealth(str(s), str(t), last, int(st), int(g), int(o), int(e), int(r))
-        for s, t, last, st, g, o, e, r in rows
+        SeriesHealth(str(row[0]), str(row[1]), row[2], *(int(n) for n in row[3:])) for row in rows
     ]
 
 
@@ -126,30 +170,40 @@ def insert_snapshot(conn: psycopg.Connection, values: dict[str, Any]) -> int:
 
     Args:
         conn: an open connection.
-        values: the columns of health_snapshots (``problems``/``series`` as JSON lists).
+        values: the columns of health_snapshots (``problems``/``series`` as JSON lists,
+            ``triage`` as a JSON object, ``min_severity`` warn or error).
     """
     row = conn.execute(
         """
         insert into health_snapshots (
             taken_at, as_of, status, series_tracked, stale_series, failing_symbols,
-            open_gaps, open_outliers, open_error_anomalies, problems, series
+            open_gaps, open_outliers, open_error_anomalies, problems, series, min_severity,
+            triage
         ) values (
             %(taken_at)s, %(as_of)s, %(status)s, %(series_tracked)s, %(stale_series)s,
             %(failing_symbols)s, %(open_gaps)s, %(open_outliers)s, %(open_error_anomalies)s,
-            %(problems)s, %(series)s
+            %(problems)s, %(series)s, %(min_severity)s, %(triage)s
         )
         returning snapshot_id
         """,
-        {**values, "problems": Jsonb(values["problems"]), "series": Jsonb(values["series"])},
+        {
+            "min_severity": "error",
+            **values,
+            "problems": Jsonb(values["problems"]),
+            "series": Jsonb(values["series"]),
+            "triage": Jsonb(values.get("triage", {})),
+        },
     ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def open_error_count(conn: psycopg.Connection) -> int:
-    """Open error-severity anomalies of any type."""
+    """Open error-severity anomalies of any type, neither acknowledged nor muted."""
     row = conn.execute(
-        "select count(*) from data_anomalies where status = 'open' and severity = 'error'"
+        "select count(*) from data_anomalies as a"
+        " inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id"
+        " where t.triage_status = 'open' and a.severity = 'error'"
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -69,7 +69,7 @@ def alerted(notifier: RecordingNotifier) -> list[tuple[str, str]]:
 
 def test_problems_alert_once_per_streak(hdb: Database, hconn: psycopg.Connection) -> None:
     notifier = RecordingNotifier()
-    first = run_health_check(hdb, notifier, as_of=AS_OF)
+    first = run_health_check(hdb, notifier, as_of=AS_OF, record=True)
     expected = [
         ("consecutive_failures", "AAPL/1d"),
         ("open_gaps", "BTCUSD/1m"),
@@ -77,7 +77,8 @@ def test_problems_alert_once_per_streak(hdb: Database, hconn: psycopg.Connection
         ("stale", "IBM/1d"),
     ]
     assert [(p.kind, p.subject) for p in first.problems] == expected
-    assert alerted(notifier) == expected
+    # the warn-level wick outlier is a problem in the snapshot but does not page
+    assert alerted(notifier) == [expected[0], expected[1], expected[3]]
     assert notifier.sent[1].message == "2 open gap anomaly(ies)"
     assert notifier.sent[0].message.endswith("last error: HTTP 503 from provider")
     snap = hconn.execute(
@@ -89,13 +90,24 @@ def test_problems_alert_once_per_streak(hdb: Database, hconn: psycopg.Connection
     assert snap is not None
     assert snap[:8] == ("problems", 4, 1, 1, 2, 1, 3, AS_OF)
     assert snap[8] == 4
+    pages = hconn.execute(
+        "select p->>'kind', (p->>'pages')::boolean, min_severity from health_snapshots,"
+        " jsonb_array_elements(problems) as p where snapshot_id = %s order by 1",
+        (first.snapshot_id,),
+    ).fetchall()
+    assert pages == [
+        ("consecutive_failures", True, "error"),
+        ("open_gaps", True, "error"),
+        ("open_outliers", False, "error"),
+        ("stale", True, "error"),
+    ]
     ibm = next(s for s in snap[9] if s["symbol"] == "IBM")
     assert ibm["is_stale"] is True
     assert ibm["age_seconds"] == (AS_OF - datetime(2024, 5, 20, 13, 30, tzinfo=UTC)).total_seconds()
 
     # the same problems at the next run: a new snapshot, no alert
     notifier = RecordingNotifier()
-    second = run_health_check(hdb, notifier, as_of=AS_OF)
+    second = run_health_check(hdb, notifier, as_of=AS_OF, record=True)
     assert len(second.problems) == 4
     assert notifier.sent == []
     assert second.snapshot_id > first.snapshot_id
@@ -104,16 +116,16 @@ def test_problems_alert_once_per_streak(hdb: Database, hconn: psycopg.Connection
     hconn.execute("update data_anomalies set status = 'resolved' where anomaly_type = 'gap'")
     hconn.execute("update symbol_failure_tracking set consecutive_failures = 0")
     notifier = RecordingNotifier()
-    third = run_health_check(hdb, notifier, as_of=AS_OF)
+    third = run_health_check(hdb, notifier, as_of=AS_OF, record=True)
     assert [(p.kind, p.subject) for p in third.problems] == expected[2:]
     assert notifier.sent == []
     streaks = hconn.execute("select problem_key from health_alert_streaks order by 1").fetchall()
-    assert streaks == [("open_outliers:EURUSD/1h",), ("stale:IBM/1d",)]
+    assert streaks == [("stale:IBM/1d",)]
 
     # a gap comes back: a new streak, one alert
     hconn.execute("update data_anomalies set status = 'open' where fingerprint = 'g1'")
     notifier = RecordingNotifier()
-    run_health_check(hdb, notifier, as_of=AS_OF)
+    run_health_check(hdb, notifier, as_of=AS_OF, record=True)
     assert alerted(notifier) == [("open_gaps", "BTCUSD/1m")]
     assert notifier.sent[0].message == "1 open gap anomaly(ies)"
 
@@ -128,7 +140,7 @@ def test_the_health_flow_writes_a_snapshot(
     before = hconn.execute("select count(*) from health_snapshots").fetchone()
     # As scheduled: the staleness checks (dbt tests tagged `staleness`) run first, through
     # prefect-dbt inside the flow, then the snapshot is taken.
-    state = health_check(as_of=AS_OF, return_state=True)
+    state = health_check(as_of=AS_OF, record=True, return_state=True)
     assert state.is_completed()
     snapshot = state.result()
     assert ("stale", "IBM/1d") in [(p.kind, p.subject) for p in snapshot.problems]
@@ -143,9 +155,14 @@ def test_mdq_health_exit_status(hdb: Database, monkeypatch: pytest.MonkeyPatch) 
     from mdq.cli import app
 
     monkeypatch.setenv("MDQ_DATABASE_URL", hdb.url())
+    with connect(hdb) as conn:
+        before = conn.execute("select count(*) from health_snapshots").fetchone()
     result = CliRunner().invoke(app, ["health", "--as-of", "2024-06-01T12:00:00Z", "--no-refresh"])
     assert result.exit_code == 1, result.output
-    assert "stale IBM/1d: stale: last candle 2024-05-20 13:30 UTC" in result.stdout
+    assert "stale IBM/1d [error]: stale: last candle 2024-05-20 13:30 UTC" in result.stdout
+    assert "(what-if, nothing recorded)" in result.stdout
+    with connect(hdb) as conn:
+        assert conn.execute("select count(*) from health_snapshots").fetchone() == before
     bad = CliRunner().invoke(app, ["health", "--as-of", "2024-06-01 12:00"])
     assert bad.exit_code == 2
     assert "has no time zone" in bad.output

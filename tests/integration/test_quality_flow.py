@@ -68,6 +68,7 @@ def anomalies(conn: psycopg.Connection, check_name: str) -> list[dict[str, Any]]
 
 def run(db: Database, **kwargs: Any) -> Any:
     kwargs.setdefault("select", FUTURE_CHECK)
+    kwargs.setdefault("record", True)
     return run_quality_checks(db, SCHEMA, as_of=AS_OF, use_prefect=False, **kwargs)
 
 
@@ -140,14 +141,14 @@ def test_the_flow_fails_while_an_error_anomaly_is_open_and_completes_once_fixed(
 ) -> None:
     monkeypatch.setenv("MDQ_DATABASE_URL", qdb.url())
     monkeypatch.setenv("MDQ_DBT_SCHEMA", SCHEMA)
-    state = quality_checks(as_of=AS_OF, select=FUTURE_CHECK, return_state=True)
+    state = quality_checks(as_of=AS_OF, select=FUTURE_CHECK, record=True, return_state=True)
     assert state.is_failed()
     report = state.result(raise_on_failure=False)
     assert report.runner == "prefect-dbt"
     assert (report.open_errors, report.inserted, report.updated) == (1, 0, 1)
 
     qconn.execute("delete from market_data where ts = '2024-06-03T05:00:00Z'")
-    state = quality_checks(as_of=AS_OF, select=FUTURE_CHECK, return_state=True)
+    state = quality_checks(as_of=AS_OF, select=FUTURE_CHECK, record=True, return_state=True)
     assert state.is_completed()
     report = state.result()
     assert (report.open_errors, report.resolved) == (0, 1)
@@ -226,7 +227,7 @@ def test_mdq_check_exit_status_and_anomalies_json(
 ) -> None:
     env = {"MDQ_DATABASE_URL": qdb.url(), "MDQ_DBT_SCHEMA": SCHEMA}
     insert_candles(qconn, FUTURE)
-    result = mdq(monkeypatch, "check", "--as-of", "2024-06-01T00:00:00Z", **env)
+    result = mdq(monkeypatch, "check", "--as-of", "2024-06-01T00:00:00Z", "--record", **env)
     assert result.exit_code == 1, result.output
     assert "see them with: mdq anomalies" in result.stdout
     listed = mdq(monkeypatch, "anomalies", "--format", "json", **env)
