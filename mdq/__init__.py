@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 #: The public API: every name is loaded from :mod:`mdq.api` on first access.
 __all__ = [
+    "acknowledge",
     "backfill",
     "check",
     "cleanup_duplicate_records",
@@ -34,13 +35,18 @@ __all__ = [
     "get_active_backfill_states",
     "health_check",
     "list_anomalies",
+    "list_mutes",
+    "mute",
     "open_database",
     "track_symbol_failure",
+    "unacknowledge",
+    "unmute",
     "update_backfill_state",
 ]
 
 if TYPE_CHECKING:
     from mdq.api import (
+        acknowledge,
         backfill,
         check,
         cleanup_duplicate_records,
@@ -50,8 +56,12 @@ if TYPE_CHECKING:
         get_active_backfill_states,
         health_check,
         list_anomalies,
+        list_mutes,
+        mute,
         open_database,
         track_symbol_failure,
+        unacknowledge,
+        unmute,
         update_backfill_state,
     )
 

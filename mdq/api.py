@@ -29,12 +29,14 @@ from mdq.dedupe import cleanup_duplicate_records
 if TYPE_CHECKING:
     from mdq.backfill_core import SeriesResult
     from mdq.db.anomalies import StoredAnomaly, TStatusFilter
+    from mdq.db.triage import Ack, MuteRule
     from mdq.health import HealthSnapshot
     from mdq.notify import Notifier
     from mdq.providers.base import Provider
     from mdq.quality import QualityReport
 
 __all__ = [
+    "acknowledge",
     "backfill",
     "check",
     "cleanup_duplicate_records",
@@ -44,8 +46,12 @@ __all__ = [
     "get_active_backfill_states",
     "health_check",
     "list_anomalies",
+    "list_mutes",
+    "mute",
     "open_database",
     "track_symbol_failure",
+    "unacknowledge",
+    "unmute",
     "update_backfill_state",
 ]
 
@@ -153,12 +159,16 @@ def check(
     select: Sequence[str] | None = None,
     database: Database | None = None,
     use_prefect: bool = False,
+    record: bool | None = None,
 ) -> QualityReport:
     """Run the dbt checks and record their findings in ``data_anomalies`` (``mdq check``;
     :func:`mdq.quality.run_quality_checks`).
 
     Args:
-        as_of: reference time of "now"-dependent checks (UTC-aware; None: now).
+        as_of: reference time of "now"-dependent checks (UTC-aware; None: now). A run with
+            ``as_of`` is a what-if: it records nothing (its findings are in the report's
+            ``findings``) unless ``record``.
+        record: record the findings; None: only a live run (no ``as_of``) does.
         select: dbt selection, e.g. ``["+tag:gaps"]`` (None: the whole project).
         database: the database (default: the configured one, migrated).
         use_prefect: run dbt through prefect-dbt (each node a Prefect task); needs a Prefect API.
@@ -170,13 +180,19 @@ def check(
     Raises:
         DbtRunError: dbt could not run at all.
         DatabaseUnreachable: PostgreSQL is down.
+        RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
         ValueError: a naive ``as_of``.
     """
     from mdq.quality import run_quality_checks
 
     with _database(database) as target:
         return run_quality_checks(
-            target, _schema(), as_of=as_of, select=select, use_prefect=use_prefect
+            target,
+            _schema(),
+            as_of=as_of,
+            select=select,
+            use_prefect=use_prefect,
+            record=record,
         )
 
 
@@ -187,6 +203,7 @@ def detect_data_anomalies(
     *,
     as_of: datetime | None = None,
     database: Database | None = None,
+    record: bool | None = None,
 ) -> QualityReport:
     """The seed's entry point: run the chosen check families and record their findings.
 
@@ -201,6 +218,7 @@ def detect_data_anomalies(
         check_staleness: run the tests tagged ``staleness``.
         as_of: reference time (UTC-aware; None: now).
         database: the database (default: the configured one, migrated).
+        record: as :func:`check`.
 
     Returns:
         As :func:`check`; with no family chosen nothing runs (``tests_run == 0``).
@@ -211,17 +229,33 @@ def detect_data_anomalies(
     from mdq.quality import check_selection
 
     select = check_selection(check_gaps, check_outliers, check_staleness)
-    return check(as_of=as_of, select=select, database=database)
+    return check(as_of=as_of, select=select, database=database, record=record)
 
 
 def list_anomalies(
-    status: TStatusFilter = "open", *, database: Database | None = None
+    status: TStatusFilter = "open",
+    *,
+    database: Database | None = None,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    severity: str | None = None,
+    anomaly_type: str | None = None,
+    check_name: str | None = None,
+    since: datetime | None = None,
 ) -> list[StoredAnomaly]:
-    """Recorded anomalies (``mdq anomalies``), most severe first.
+    """Recorded anomalies (``mdq anomalies``), most severe first, with their effective status
+    (``triage_status``).
 
     Args:
-        status: ``open``, ``resolved`` or ``all``.
+        status: ``open`` (open, neither acknowledged nor muted), ``acknowledged``, ``muted``,
+            ``resolved``, ``active`` (the first three) or ``all``.
         database: the database (default: the configured one, migrated).
+        symbol: only this symbol.
+        timeframe: only this timeframe.
+        severity: only ``warn`` or ``error``.
+        anomaly_type: only this type.
+        check_name: only this check.
+        since: only findings about candles at or after this instant (UTC-aware).
 
     Returns:
         Rows of ``data_anomalies`` sorted by severity (error first), symbol, timeframe,
@@ -232,10 +266,110 @@ def list_anomalies(
     """
     from mdq.db.anomalies import list_anomalies as list_stored
 
-    if status not in ("open", "resolved", "all"):
-        raise ValueError(f"status {status!r} not supported; expected open, resolved, all")
     with _database(database) as target, connect(target) as conn:
-        return list_stored(conn, status)
+        return list_stored(
+            conn,
+            status,
+            symbol=symbol,
+            timeframe=timeframe,
+            severity=severity,
+            anomaly_type=anomaly_type,
+            check_name=check_name,
+            since=since,
+        )
+
+
+def acknowledge(
+    anomaly_id: int,
+    *,
+    by: str,
+    reason: str,
+    until: datetime | None = None,
+    database: Database | None = None,
+) -> Ack:
+    """Acknowledge one anomaly as it is now (``mdq anomalies ack``;
+    :func:`mdq.db.triage.acknowledge`): it no longer fails a check or alerts, and reopens by
+    itself when it changes, resolves or ``until`` passes.
+
+    Raises:
+        AnomalyNotFound: no anomaly has this id.
+        TriageError: empty ``by``/``reason``, a naive or past ``until``, a resolved anomaly.
+    """
+    from mdq.db.triage import acknowledge as ack
+
+    with _database(database) as target, connect(target) as conn:
+        return ack(conn, anomaly_id, by=by, reason=reason, expires_at=until)
+
+
+def unacknowledge(anomaly_id: int, *, by: str, database: Database | None = None) -> int:
+    """End the acknowledgement of one anomaly (``mdq anomalies unack``); returns 1, or 0 when
+    none was in force.
+
+    Raises:
+        AnomalyNotFound: no anomaly has this id.
+    """
+    from mdq.db.triage import unacknowledge as unack
+
+    with _database(database) as target, connect(target) as conn:
+        return unack(conn, anomaly_id, by=by)
+
+
+def mute(
+    *,
+    by: str,
+    reason: str,
+    until: datetime,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    check_name: str | None = None,
+    anomaly_type: str | None = None,
+    ts_from: datetime | None = None,
+    ts_to: datetime | None = None,
+    database: Database | None = None,
+) -> MuteRule:
+    """Add a mute rule (``mdq anomalies mute``; :func:`mdq.db.triage.mute`): the anomalies it
+    covers (None = any; ``ts_start`` in ``[ts_from, ts_to)``) neither fail a check nor alert
+    until ``until``.
+
+    Raises:
+        TriageError: as :func:`mdq.db.triage.mute` (e.g. a rule naming nothing).
+    """
+    from mdq.db.triage import mute as add_rule
+
+    with _database(database) as target, connect(target) as conn:
+        return add_rule(
+            conn,
+            by=by,
+            reason=reason,
+            expires_at=until,
+            symbol=symbol,
+            timeframe=timeframe,
+            check_name=check_name,
+            anomaly_type=anomaly_type,
+            ts_from=ts_from,
+            ts_to=ts_to,
+        )
+
+
+def unmute(mute_id: int, *, by: str, database: Database | None = None) -> MuteRule:
+    """End a mute rule now (``mdq anomalies unmute``).
+
+    Raises:
+        MuteNotFound: no rule in force has this id.
+    """
+    from mdq.db.triage import unmute as end_rule
+
+    with _database(database) as target, connect(target) as conn:
+        return end_rule(conn, mute_id, by=by)
+
+
+def list_mutes(*, include_ended: bool = False, database: Database | None = None) -> list[MuteRule]:
+    """Mute rules in force, newest first, with the findings each covers now (``mdq anomalies
+    mutes``); ``include_ended`` adds the unmuted and expired ones."""
+    from mdq.db.triage import list_mutes as rules
+
+    with _database(database) as target, connect(target) as conn:
+        return rules(conn, include_ended=include_ended)
 
 
 def health_check(
@@ -245,6 +379,8 @@ def health_check(
     failure_threshold: int | None = None,
     notifier: Notifier | None = None,
     database: Database | None = None,
+    min_severity: str | None = None,
+    record: bool | None = None,
 ) -> HealthSnapshot:
     """Take a health snapshot (a row in ``health_snapshots``) and alert once per problem streak
     (``mdq health``; :func:`mdq.health.run_health_check`).
@@ -256,6 +392,9 @@ def health_check(
             :data:`mdq.health_rules.FAILURE_THRESHOLD`).
         notifier: where alerts go (default: a log warning and a Prefect event).
         database: the database (default: the configured one, migrated).
+        min_severity: least severe problem that alerts (default ``MDQ_ALERT_MIN_SEVERITY``,
+            ``error``).
+        record: write the snapshot and send alerts; None: only a live run (no ``as_of``).
 
     Returns:
         The snapshot: ``snapshot_id``, ``series_tracked``, ``problems``, ``alerted``.
@@ -264,6 +403,7 @@ def health_check(
         ValueError: naive ``as_of`` or a threshold < 1.
         DbtRunError: the staleness refresh could not run.
     """
+    from mdq.config import load_settings
     from mdq.health import run_health_check
     from mdq.health_rules import FAILURE_THRESHOLD
     from mdq.notify import LogNotifier
@@ -276,4 +416,6 @@ def health_check(
             failure_threshold=FAILURE_THRESHOLD if failure_threshold is None else failure_threshold,
             refresh_staleness=refresh_staleness,
             schema=_schema(),
+            min_severity=min_severity or load_settings().alert_min_severity,
+            record=record,
         )

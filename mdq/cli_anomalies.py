@@ -64,10 +64,12 @@ def parse_instant(value: str | None, option: str, *, relative: bool = False) -> 
 
 
 def _fail(exc: Exception) -> typer.Exit:
+    from rich.markup import escape
+
     from mdq.cli import err_console
 
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 

@@ -85,7 +85,7 @@ def test_backfill_check_list_and_detect_through_import_mdq(
             " close, volume, source) values ('BTCUSD', 'crypto', '1h',"
             " '2024-06-03T05:00:00Z', 67050, 67200, 67000, 67100, 9.1, 'test')"
         )
-    report = mdq.check(as_of=AS_OF, select=FUTURE_CHECK, database=apidb)
+    report = mdq.check(as_of=AS_OF, select=FUTURE_CHECK, database=apidb, record=True)
     assert (report.verdict, report.inserted, report.open_errors) == ("anomalies", 1, 1)
 
     rows = mdq.list_anomalies("open")  # the configured database
@@ -104,7 +104,7 @@ def test_backfill_check_list_and_detect_through_import_mdq(
 
 
 def test_health_check_through_import_mdq(apidb: Database) -> None:
-    snapshot = mdq.health_check(as_of=AS_OF, refresh_staleness=False, database=apidb)
+    snapshot = mdq.health_check(as_of=AS_OF, refresh_staleness=False, database=apidb, record=True)
     assert snapshot.series_tracked == 1
     assert snapshot.as_of == AS_OF
     with mdq.connect(apidb) as conn:
@@ -164,3 +164,25 @@ def test_open_database_applies_migrations(
         }
     assert database.dbname == empty.dbname
     assert {"market_data", "data_anomalies", "backfill_state_persistent"} <= tables
+
+
+def test_triage_through_import_mdq(apidb: Database) -> None:
+    from datetime import timedelta
+
+    (row,) = mdq.list_anomalies("open", database=apidb)
+    ack = mdq.acknowledge(row.anomaly_id, by="api", reason="known", database=apidb)
+    assert (ack.anomaly_id, ack.expires_at, ack.ended_at) == (row.anomaly_id, None, None)
+    acked = mdq.list_anomalies("acknowledged", database=apidb)
+    assert [(r.anomaly_id, r.triage_status) for r in acked] == [(row.anomaly_id, "acknowledged")]
+    assert mdq.list_anomalies("open", database=apidb) == []
+    assert mdq.unacknowledge(row.anomaly_id, by="api", database=apidb) == 1
+
+    until = datetime.now(UTC) + timedelta(days=1)
+    rule = mdq.mute(by="api", reason="known", until=until, symbol="BTCUSD", database=apidb)
+    assert (rule.covered, [m.mute_id for m in mdq.list_mutes(database=apidb)]) == (
+        1,
+        [rule.mute_id],
+    )
+    assert mdq.unmute(rule.mute_id, by="api", database=apidb).ended_by == "api"
+    assert mdq.list_mutes(database=apidb) == []
+    assert [r.triage_status for r in mdq.list_anomalies("open", database=apidb)] == ["open"]

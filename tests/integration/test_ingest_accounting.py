@@ -50,9 +50,7 @@ def aconn(acc_database: Database) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def load(
-    database: Database, path: Path, **kwargs: object
-) -> tuple[list[SeriesResult], Accounting]:
+def load(database: Database, path: Path, **kwargs: object) -> tuple[list[SeriesResult], Accounting]:
     seen: list[Accounting] = []
     results = run_backfill(
         "csv",
