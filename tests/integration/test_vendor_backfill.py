@@ -344,3 +344,75 @@ def test_mdq_instruments_add_list_remove(
     code, output = mdq("instruments", "remove", "NOSUCH")
     assert code == 2
     vconn.execute("update instruments set active = false where symbol = 'AAPL'")
+
+
+# -- the daily deployment: every active instrument through its own provider ------------------
+
+
+@pytest.fixture()
+def two_instruments(
+    make_database: Callable[[], Database], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Database, Replay]]:
+    """A database with AAPL on yfinance (watermark 2020-08-07, so the scheduled window starts
+    at the recorded 2020-08-06) and binance:LUNA/USDT on ccxt (delisted), transports replayed."""
+    from mdq.db.backfill import set_watermark
+    from mdq.db.instruments import upsert_instrument_source
+
+    database = make_database()
+    with connect(database) as conn:
+        apply_migrations(conn)
+        for symbol, provider, psym, exchange, frames, asset_class, calendar in [
+            ("AAPL", "yfinance", None, None, ["1d"], "stock", "XNYS"),
+            ("binance:LUNA/USDT", "ccxt", "LUNA/USDT", "binance", ["1h"], "crypto", "24/7"),
+        ]:
+            upsert_instrument_source(
+                conn,
+                symbol=symbol,
+                provider=provider,
+                provider_symbol=psym,
+                provider_exchange=exchange,
+                timeframes=frames,
+                asset_class=asset_class,
+                calendar=calendar,
+            )
+        set_watermark(conn, "AAPL", "1d", utc(2020, 8, 7), None)
+    replay = Replay.load(
+        "yfinance/yahoo_session", "yfinance/aapl_1d_split", "ccxt/binance_markets",
+        "ccxt/binance_klines_delisted",
+    )  # fmt: skip
+    replay.patch_curl(monkeypatch)
+    replay.patch_requests(monkeypatch)
+    monkeypatch.setenv("MDQ_DATABASE_URL", database.url())
+    monkeypatch.delenv("MDQ_BACKFILL_PROVIDER", raising=False)
+    yield database, replay
+
+
+@pytest.mark.usefixtures("fresh_yfinance")
+def test_scheduled_backfill_loads_each_instrument_through_its_provider_one_failing(
+    two_instruments: tuple[Database, Replay],
+) -> None:
+    from mdq.backfill_core import run_scheduled_backfill
+
+    database, replay = two_instruments
+    results = run_scheduled_backfill(database=database, notifier=RecordingNotifier())
+    assert [(r.symbol, r.timeframe, r.status, r.inserted) for r in results] == [
+        ("binance:LUNA/USDT", "1h", "failed", 0),
+        ("AAPL", "1d", "completed", 22),
+    ]
+    assert "SymbolNotAvailable" in (results[0].error or "")
+    aapl = results[1]
+    assert aapl.window.start == utc(2020, 8, 6)  # watermark 2020-08-07 minus the 24 h look-back
+    with connect(database) as conn:
+        assert conn.execute(
+            "select symbol, provider, status from backfill_state_persistent order by symbol"
+        ).fetchall() == [
+            ("AAPL", "yfinance", "completed"),
+            ("binance:LUNA/USDT", "ccxt", "failed"),
+        ]
+        assert conn.execute(
+            "select count(*) from corporate_actions where symbol = 'AAPL'"
+        ).fetchone() == (2,)
+        assert conn.execute(
+            "select exchange, quote_currency from instruments where symbol = 'AAPL'"
+        ).fetchone() == ("XNAS", "USD")  # refreshed from Yahoo's metadata
+    assert replay.unmatched == []
