@@ -28,7 +28,7 @@ from mdq.db import Database, connect, open_database
 from mdq.db import backfill as db
 from mdq.exceptions import AccountingMismatch, MdqError, ProviderConfigError, UnknownSymbols
 from mdq.notify import Alert, LogNotifier, Notifier
-from mdq.providers.base import CorporateAction, FetchResult, Provider, Series
+from mdq.providers.base import CorporateAction, FetchResult, Instrument, Provider, Series
 from mdq.validation import (
     Rejected,
     dedupe_batch,
@@ -562,20 +562,36 @@ class UnavailableProvider:
         raise self.error
 
 
-def _with_calendar(series: Series, known: dict[str, str | None]) -> Series:
-    """The series with its instrument's calendar resolved: the source's, else the existing
-    instruments row's, else the asset class's default (mdq.calendars)."""
+def _with_calendar(series: Series, known: dict[str, Instrument], provider: Provider) -> Series:
+    """The series with its instrument's calendar decided (:mod:`mdq.instrument_calendars`):
+    the source's, else the instruments row's (unless that was itself only a default or an
+    inference), else the symbol's exchange suffix, else inferred from the series' timestamps
+    (for a provider that can list them), else the asset class's default."""
     from dataclasses import replace
 
-    from mdq.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS
+    from mdq.instrument_calendars import decide_calendar
 
     instrument = series.instrument
-    if instrument.calendar is not None:
-        return series
-    calendar = known.get(instrument.symbol) or DEFAULT_CALENDAR_BY_ASSET_CLASS.get(
-        instrument.asset_class, "24/7"
+    row = known.get(instrument.symbol)
+    trusted = (
+        row.calendar
+        if row is not None and row.calendar_source not in ("asset_class", "inferred")
+        else None
     )
-    return replace(series, instrument=replace(instrument, calendar=calendar))
+    stamps = getattr(provider, "series_timestamps", None)
+    ts = stamps(instrument.symbol, series.timeframe) if callable(stamps) else None
+    decision = decide_calendar(
+        instrument.symbol,
+        instrument.asset_class,
+        series.timeframe,
+        mapping=instrument.calendar,
+        known=trusted,
+        ts=ts,
+    )
+    return replace(
+        series,
+        instrument=replace(instrument, calendar=decision.calendar, calendar_source=decision.source),
+    )
 
 
 def plan_requests(
@@ -603,8 +619,8 @@ def plan_requests(
     """
     from mdq.windows import next_cursor
 
-    known = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
-    offered = [_with_calendar(s, known) for s in provider.list_series()]
+    known = {i.symbol: i for i in db.get_instruments(conn, active_only=False)}
+    offered = [_with_calendar(s, known, provider) for s in provider.list_series()]
     if symbols:
         wanted = set(symbols)
     else:

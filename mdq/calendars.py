@@ -36,6 +36,9 @@ CALENDAR_FX = "FX"
 DEFAULT_CALENDAR_BY_ASSET_CLASS: dict[str, str] = {
     "stock": "XNYS",
     "etf": "XNYS",
+    "fund": "XNYS",
+    "index": "XNYS",
+    "bond": "XNYS",
     "crypto": CALENDAR_24_7,
     "forex": CALENDAR_FX,
 }

@@ -132,7 +132,9 @@ def list_command(
     ] = "table",
     all_: Annotated[bool, typer.Option("--all", help="Include removed (inactive) ones.")] = False,
 ) -> None:
-    """List instruments with their provider, provider symbol, timeframes and calendar."""
+    """List instruments with their provider, provider symbol, timeframes, calendar and how
+    the calendar was decided (mapping, instruments, suffix, inferred, asset_class; - = by
+    hand)."""
     from rich.table import Table
 
     from mdq.cli import console, friendly_errors, project_database
@@ -155,6 +157,7 @@ def list_command(
                             "active": r.active,
                             "asset_class": r.asset_class,
                             "calendar": r.calendar,
+                            "calendar_source": r.calendar_source,
                             "exchange": r.exchange,
                             "quote_currency": r.quote_currency,
                         }
@@ -172,6 +175,7 @@ def list_command(
             "active",
             "asset class",
             "calendar",
+            "decided by",
             "exchange",
             "currency",
         ):
@@ -185,6 +189,7 @@ def list_command(
                 "yes" if r.active else "no",
                 r.asset_class,
                 r.calendar,
+                r.calendar_source or "-",
                 r.exchange or "-",
                 r.quote_currency or "-",
             )

@@ -746,7 +746,14 @@ def upsert_instruments(conn: psycopg.Connection, instruments: Iterable[Instrumen
         Rows inserted or changed.
     """
     records = {
-        i.symbol: (i.symbol, i.asset_class, i.exchange, i.calendar, i.quote_currency)
+        i.symbol: (
+            i.symbol,
+            i.asset_class,
+            i.exchange,
+            i.calendar,
+            i.quote_currency,
+            i.calendar_source,
+        )
         for i in instruments
     }
     changed = 0
@@ -755,19 +762,27 @@ def upsert_instruments(conn: psycopg.Connection, instruments: Iterable[Instrumen
             cur.execute(
                 """
                 insert into instruments as i (
-                    symbol, asset_class, exchange, calendar, quote_currency
+                    symbol, asset_class, exchange, calendar, quote_currency, calendar_source
                 )
-                values (%s, %s, %s, %s, %s)
+                values (%s, %s, %s, %s, %s, %s)
                 on conflict (symbol) do update
                 set asset_class = excluded.asset_class,
                     exchange = coalesce(excluded.exchange, i.exchange),
                     calendar = excluded.calendar,
                     quote_currency = coalesce(excluded.quote_currency, i.quote_currency),
+                    calendar_source = case
+                        when excluded.calendar_source = 'instruments' then i.calendar_source
+                        else excluded.calendar_source
+                    end,
                     updated_at = now()
                 where (i.asset_class, i.exchange, i.calendar, i.quote_currency)
                     is distinct from (
                         excluded.asset_class, coalesce(excluded.exchange, i.exchange),
                         excluded.calendar, coalesce(excluded.quote_currency, i.quote_currency)
+                    )
+                    or (
+                        excluded.calendar_source <> 'instruments'
+                        and i.calendar_source is distinct from excluded.calendar_source
                     )
                 """,
                 record,
@@ -780,7 +795,7 @@ def get_instruments(conn: psycopg.Connection, *, active_only: bool = True) -> li
     """Instruments, sorted by symbol (only ``active`` ones by default)."""
     rows = conn.execute(
         """
-        select symbol, asset_class, calendar, exchange, quote_currency
+        select symbol, asset_class, calendar, exchange, quote_currency, calendar_source
         from instruments
         where active or not %s
         order by symbol

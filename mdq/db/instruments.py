@@ -27,6 +27,8 @@ class InstrumentSource:
         calendar: its trading calendar.
         exchange: the venue (MIC or name), when known.
         quote_currency: the price currency, when known.
+        calendar_source: how the calendar was decided (``mapping``, ``instruments``,
+            ``suffix``, ``inferred``, ``asset_class``; None: set by hand), migration 061.
     """
 
     symbol: str
@@ -39,6 +41,7 @@ class InstrumentSource:
     calendar: str
     exchange: str | None = None
     quote_currency: str | None = None
+    calendar_source: str | None = None
 
     @property
     def source_symbol(self) -> str:
@@ -48,7 +51,7 @@ class InstrumentSource:
 
 _COLUMNS = (
     "symbol, provider, provider_symbol, provider_exchange, timeframes, active, asset_class, "
-    "calendar, exchange, quote_currency"
+    "calendar, exchange, quote_currency, calendar_source"
 )
 
 

@@ -33,6 +33,9 @@ class Instrument:
             the asset class's default: stock → XNYS, forex → FX, crypto → 24/7).
         exchange: exchange MIC or venue name (``XNYS``, ``COINBASE``), or None.
         quote_currency: currency prices are quoted in, or None.
+        calendar_source: how the calendar was decided (``mapping``, ``instruments``,
+            ``suffix``, ``inferred``, ``asset_class``; see :mod:`mdq.instrument_calendars`), or
+            None when unknown (a row set by hand).
     """
 
     symbol: str
@@ -40,6 +43,7 @@ class Instrument:
     calendar: str | None
     exchange: str | None = None
     quote_currency: str | None = None
+    calendar_source: str | None = None
 
 
 @dataclass(frozen=True)

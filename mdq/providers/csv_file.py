@@ -551,6 +551,18 @@ class CsvFileProvider:
         """
         return dict(self._data().input_counts)
 
+    def series_timestamps(self, symbol: str, timeframe: str) -> pd.Series:
+        """The valid candle open times of one series (UTC-aware, file order), for inferring
+        its calendar and label convention.
+
+        Raises:
+            ProviderError: the file could not be read.
+            ProviderConfigError: the mapping does not fit the file.
+        """
+        c = self._data().candles
+        mask = (c["symbol"].to_numpy() == symbol) & (c["timeframe"].to_numpy() == timeframe)
+        return c.loc[mask, "ts"]
+
     def rejected_series(self) -> dict[tuple[str, str], list[Rejected]]:
         """Rows that could not be parsed, per (symbol, timeframe) as written in the file,
         including series none of whose rows is valid (they appear in no :meth:`list_series`).
