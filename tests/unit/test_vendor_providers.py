@@ -71,6 +71,7 @@ def test_ccxt_lists_binance_markets_as_crypto_on_24_7_with_the_quote_currency() 
         "calendar": "24/7",
         "exchange": "BINANCE",
         "quote_currency": "USDT",
+        "calendar_source": None,
     }
     assert replay.unmatched == []
 
