@@ -219,6 +219,7 @@ def test_yfinance_instrument_comes_from_yahoo_metadata() -> None:
         "calendar": "XNYS",
         "exchange": "XNAS",
         "quote_currency": "USD",
+        "calendar_source": None,
     }
 
 
