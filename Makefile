@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit install lint docs bench clean
+.PHONY: demo test test-unit install lint docs bench clean check-wheel
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -30,6 +30,10 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check mdq flows tests bench
 
+# The wheel as a user installs it: a fresh venv outside the checkout, mdq demo and mdq check.
+check-wheel:
+	bash .ci/check_wheel.sh
+
 docs: $(STAMP)
 	$(BIN)/mdq docs
 
@@ -40,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_checks.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache dbt_project/target dbt_project/logs
+	rm -rf $(VENV) .pytest_cache dbt_project/target dbt_project/logs build dist
