@@ -101,7 +101,17 @@ def add(
                 described.exchange,
                 described.quote_currency,
             )
+        from mdq.db.instruments import find_by_provider_symbol
+
         with project_database(load_settings()) as database, connect(database) as conn:
+            taken = find_by_provider_symbol(
+                conn, provider, exchange if provider == "ccxt" else None, provider_symbol
+            )
+            if taken is not None and taken.symbol != name:
+                raise TerminalError(
+                    f"{provider} {provider_symbol} is already registered as {taken.symbol!r}; "
+                    f"remove it first or add with --as {taken.symbol}"
+                )
             db.upsert_instruments(conn, [instrument])
             changed = upsert_instrument_source(
                 conn,

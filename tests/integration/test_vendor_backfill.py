@@ -311,6 +311,9 @@ def test_mdq_instruments_add_list_remove(
     code, output = mdq("instruments", "add", "AAPL", "--provider", "yfinance")
     assert code == 0, output
     assert "AAPL (stock, calendar XNYS, XNAS, USD) from yfinance AAPL, timeframes 1d" in output
+    code, output = mdq("instruments", "add", "AAPL", "--provider", "yfinance", "--as", "APPLE")
+    assert code == 2
+    assert "yfinance AAPL is already registered as 'AAPL'" in output
     code, output = mdq("instruments", "add", "TWTR", "--provider", "yfinance")
     assert code == 2
     assert "symbol 'TWTR' not available" in output
