@@ -1102,10 +1102,14 @@ def _scheduled_requests(
             logger.warning("%s: instruments not refreshed: %s", prov.name, exc)
             offered = []
         wanted = {s.symbol for s in group}
-        known = {i.symbol: i.calendar for i in db.get_instruments(conn, active_only=False)}
+        known = {i.symbol: i for i in db.get_instruments(conn, active_only=False)}
         db.upsert_instruments(
             conn,
-            {_with_calendar(s, known).instrument for s in offered if s.instrument.symbol in wanted},
+            {
+                _with_calendar(s, known, prov).instrument
+                for s in offered
+                if s.instrument.symbol in wanted
+            },
         )
         current = {s.symbol: s for s in list_instrument_sources(conn) if s.symbol in wanted}
     return [

@@ -100,6 +100,8 @@ def add(
                 calendar or described.calendar or "24/7",
                 described.exchange,
                 described.quote_currency,
+                # the provider's metadata said so ("mapping"); --calendar is by hand (None)
+                calendar_source=None if calendar or not described.calendar else "mapping",
             )
         from mdq.db.instruments import find_by_provider_symbol
 

@@ -335,6 +335,7 @@ def test_mdq_instruments_add_list_remove(
         "active": True,
         "asset_class": "crypto",
         "calendar": "24/7",
+        "calendar_source": "mapping",
         "exchange": "BINANCE",
         "quote_currency": "USDT",
     }
