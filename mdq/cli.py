@@ -548,10 +548,49 @@ def _register_quality_commands() -> None:
 _register_quality_commands()
 
 
+def _one_line(message: str) -> str:
+    """The first non-empty line of a message (driver errors span several)."""
+    return next((line.strip() for line in message.splitlines() if line.strip()), "unknown error")
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    The contract of every command: exit 0 ok, 1 findings, 2 could not run. Whatever could not
+    run — a bad flag value (``--as-of 9999-12-31T23:59:59Z``), bad settings, an unreachable or
+    failing database, a project error — prints one line on stderr and exits 2, never a
+    traceback (exit 1 would read as "findings" to a scheduler).
+    """
+    import psycopg
+    from typer import Abort
+
+    try:  # typer >= 0.20 vendors click as typer._click
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # pragma: no cover - typer releases that use click itself
+        from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError:  # the help was printed
+        code = EXIT_COULD_NOT_RUN
+    except ClickException as exc:  # bad flag or argument: one line, exit 2
+        hint = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+        err_console.print(
+            f"[bold red]error:[/] {escape(_one_line(exc.format_message()))}{escape(hint)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        code = EXIT_COULD_NOT_RUN
+    except (MdqError, psycopg.Error) as exc:
+        err_console.print(
+            f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, soft_wrap=True
+        )
+        code = EXIT_COULD_NOT_RUN
+    except Abort:
+        err_console.print("aborted", highlight=False)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

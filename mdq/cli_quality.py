@@ -24,11 +24,17 @@ EXIT_FINDINGS = 1
 EXIT_COULD_NOT_RUN = 2
 
 
+#: ``--as-of`` values accepted: the checks refresh calendars up to as_of + 14 days and work in
+#: pandas nanosecond timestamps (1677-09-22 to 2262-04-11); 9999-12-31 overflowed a date.
+AS_OF_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+
+
 def parse_as_of(value: str | None) -> datetime | None:
     """Parse ``--as-of``: ISO 8601 with an offset or ``Z`` (a date alone means 00:00 UTC).
 
     Raises:
-        typer.BadParameter: unparseable or without a time zone (exit status 2).
+        typer.BadParameter: unparseable, without a time zone, or outside :data:`AS_OF_RANGE`
+            (exit status 2).
     """
     if value is None:
         return None
@@ -37,10 +43,16 @@ def parse_as_of(value: str | None) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"'{value}' is not an ISO 8601 timestamp") from None
     if len(value.strip()) == 10:
-        return parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=UTC)
     if parsed.tzinfo is None:
         raise typer.BadParameter(f"'{value}' has no time zone; add Z or an offset like +00:00")
-    return parsed.astimezone(UTC)
+    parsed = parsed.astimezone(UTC)
+    if not AS_OF_RANGE[0] <= parsed < AS_OF_RANGE[1]:
+        raise typer.BadParameter(
+            f"'{value}' is outside the supported range [{AS_OF_RANGE[0].date()}, "
+            f"{AS_OF_RANGE[1].date()})"
+        )
+    return parsed
 
 
 def _fail(message: str) -> typer.Exit:
