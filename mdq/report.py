@@ -24,6 +24,7 @@ shows its worst day.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -31,11 +32,15 @@ import math
 import re
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from mdq.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS
 from mdq.db import Database, connect
@@ -48,6 +53,12 @@ MAX_VIEW_CANDLES = 2_000
 #: More days than this in the heatmap and each column becomes a week.
 MAX_HEATMAP_COLUMNS = 400
 
+#: Connections that read candles at once (the reference machine has 2 cores).
+READ_CONNECTIONS = 2
+
+#: Points in the trend of open findings (the last quality runs).
+TREND_RUNS = 60
+
 #: The check whose findings mark coverage cells as partial (missing candles).
 GAP_CHECK = "candle_gaps"
 
@@ -55,6 +66,135 @@ GAP_CHECK = "candle_gaps"
 CELL_STATES: tuple[str, ...] = ("not loaded", "closed", "complete", "empty", "partial")
 
 _TIMEFRAME_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One (symbol, timeframe) series in the report.
+
+    Attributes:
+        index: its position in the report (and in :class:`Candles`).
+        symbol: the instrument.
+        timeframe: ``1m``, ``1h``, ``1d``…
+        asset_class: the newest candle's.
+        calendar: the calendar its sessions follow (``instruments``, else the asset class's
+            default; None when neither knows).
+        candles: candles in scope.
+        first_ts: oldest candle open time, UTC.
+        last_ts: newest candle open time, UTC.
+    """
+
+    index: int
+    symbol: str
+    timeframe: str
+    asset_class: str
+    calendar: str | None
+    candles: int
+    first_ts: datetime
+    last_ts: datetime
+
+
+#: One candle in a block of :func:`mdq.db.report.read_candle_blocks` (big-endian).
+CANDLE_BLOCK = np.dtype(
+    [("t", ">i8"), ("o", ">f8"), ("h", ">f8"), ("l", ">f8"), ("c", ">f8"), ("v", ">f8")]
+)
+
+
+@dataclass(frozen=True)
+class Candles:
+    """Every candle in scope as columns, sorted by series then time.
+
+    Attributes:
+        t: open times, milliseconds since the epoch (UTC), int64.
+        o: opens; h: highs; l: lows; c: closes (float64, quote currency).
+        v: volumes as stored (float64, NaN when null).
+        starts: ``starts[i]:starts[i + 1]`` are series ``i``'s rows (length: series + 1).
+    """
+
+    t: np.ndarray
+    o: np.ndarray
+    h: np.ndarray
+    l: np.ndarray  # noqa: E741 (the field's name: low)
+    c: np.ndarray
+    v: np.ndarray
+    starts: np.ndarray
+
+    def series(self, i: int) -> slice:
+        """The rows of series ``i``."""
+        return slice(int(self.starts[i]), int(self.starts[i + 1]))
+
+
+def parse_candles(blocks: Sequence[tuple[int, bytes]], series: int) -> Candles:
+    """Read :func:`mdq.db.report.read_candle_blocks`' blocks into columns.
+
+    Args:
+        blocks: ``(series index, block)`` pairs; a series without a block has no candles.
+        series: how many series were asked for.
+
+    Raises:
+        ValueError: a block is not a whole number of 48-byte candles.
+    """
+    ordered: list[np.ndarray] = [np.empty(0, dtype=CANDLE_BLOCK)] * series
+    for index, block in blocks:
+        if len(block) % CANDLE_BLOCK.itemsize:
+            raise ValueError(f"candle block of series {index} is not whole 48-byte candles")
+        ordered[index] = np.frombuffer(block, dtype=CANDLE_BLOCK)
+    rows = np.concatenate(ordered) if ordered else np.empty(0, dtype=CANDLE_BLOCK)
+    lengths = np.array([len(block) for block in ordered], dtype=np.int64)
+    return Candles(
+        t=rows["t"].astype(np.int64),
+        o=rows["o"].astype(np.float64),
+        h=rows["h"].astype(np.float64),
+        l=rows["l"].astype(np.float64),
+        c=rows["c"].astype(np.float64),
+        v=rows["v"].astype(np.float64),
+        starts=np.concatenate(([0], np.cumsum(lengths))),
+    )
+
+
+def session_days(t_ms: np.ndarray, zone: str, rollover_hours: int) -> np.ndarray:
+    """Session date of each open time, as days since 1970-01-01 (int64).
+
+    The calendar checks' rule (migration 020): the date of ``ts`` in the calendar's zone plus
+    its day roll-over (7 h for FX, whose trading day rolls at 17:00 New York).
+    """
+    if zone == "UTC" and rollover_hours == 0:
+        return np.floor_divide(t_ms, 86_400_000)
+    local = pd.DatetimeIndex(t_ms.astype("datetime64[ms]"), tz="UTC").tz_convert(zone).tz_localize(
+        None
+    ) + pd.Timedelta(hours=rollover_hours)
+    return local.values.astype("datetime64[D]").astype(np.int64)
+
+
+def downsample(candles: Candles, rows: slice, per_bar: int) -> dict[str, np.ndarray]:
+    """Merge each run of ``per_bar`` consecutive candles into one bar: first open, highest
+    high, lowest low, last close, summed volume, stamped with the first candle's time."""
+    t = candles.t[rows]
+    first = np.arange(0, len(t), per_bar)
+    last = np.minimum(first + per_bar, len(t)) - 1
+    return {
+        "t": t[first],
+        "o": candles.o[rows][first],
+        "h": np.maximum.reduceat(candles.h[rows], first),
+        "l": np.minimum.reduceat(candles.l[rows], first),
+        "c": candles.c[rows][last],
+        "v": np.add.reduceat(np.nan_to_num(candles.v[rows]), first),
+    }
+
+
+def encode_columns(columns: dict[str, np.ndarray]) -> dict[str, str]:
+    """Columns as base64 of little-endian float64 (times as milliseconds), for the pages'
+    ``Float64Array``s: 8 bytes a value, no number formatting on either side."""
+    return {
+        name: base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode()
+        for name, values in columns.items()
+    }
+
+
+def columns_json(columns: dict[str, np.ndarray]) -> str:
+    """:func:`encode_columns` as a JSON object, written directly: base64 needs no escaping,
+    and ``json.dumps`` would scan every character of megabytes of it."""
+    return "{" + ",".join(f'"{k}":"{v}"' for k, v in encode_columns(columns).items()) + "}"
 
 
 @dataclass(frozen=True)
@@ -99,7 +239,8 @@ def series_slug(symbol: str, timeframe: str) -> str:
 
 
 def run_instants(findings: Sequence[dict[str, Any]]) -> list[datetime]:
-    """The quality runs that touched ``data_anomalies``, oldest first.
+    """The quality runs that touched ``data_anomalies``, oldest first: the fallback when
+    ``quality_runs`` has no rows (databases from before it was kept).
 
     A run stamps every finding it records or resolves with its own time (``first_seen_at`` for
     new ones, ``last_seen_at`` for re-seen, ``resolved_at`` for resolved), so the distinct
@@ -192,9 +333,12 @@ def write_report(
 ) -> ReportSummary:
     """Write the report folder (see the module docstring) and return what it holds.
 
-    Reads ``market_data``, ``data_anomalies``, ``instruments``, ``trading_calendars``,
-    ``trading_sessions``, ``corporate_actions`` and ``quarantined_candles``; writes nothing to
-    the database. An existing folder's generated files are replaced.
+    Reads ``market_data``, ``data_anomalies`` (with its triage status), ``quality_runs``,
+    ``instruments``, ``trading_calendars``, ``trading_sessions``, ``corporate_actions`` and
+    ``quarantined_candles``; writes nothing to the database. The candles are read once, as a
+    block of bytes per series packed by PostgreSQL, into columns (48 bytes a candle in
+    memory). An existing folder's
+    generated files are replaced.
 
     Args:
         database: the project's database.
@@ -216,40 +360,85 @@ def write_report(
     (out_dir / "assets").mkdir(parents=True, exist_ok=True)
     generated_at = datetime.now(UTC)
     with connect(database) as conn:
-        series = report_db.read_series(conn, symbols, since)
+        listed = report_db.list_series(conn, symbols)
+        candles = parse_candles(_read_blocks(database, listed, since), len(listed))
+        series = _summaries(listed, candles)
         findings = report_db.read_findings(conn, symbols, since)
         quarantined = report_db.read_quarantined_count(conn, symbols)
         actions = report_db.read_corporate_actions(conn, sorted({s.symbol for s in series}))
-        heatmap = _heatmap(conn, series, findings, since)
-        pages = []
-        for s in series:
-            pages.append(_write_series_page(conn, out_dir, s, findings, actions, since))
+        runs = report_db.read_runs(conn, TREND_RUNS) or run_instants(findings)[-TREND_RUNS:]
+        zones = report_db.read_calendars(conn, sorted({s.calendar for s in series if s.calendar}))
+        heatmap = _heatmap(conn, series, candles, findings, zones)
+    pages = [_write_series_page(out_dir, s, candles, findings, actions) for s in series]
     _write_assets(out_dir)
-    open_ = [f for f in findings if f["status"] == "open"]
-    summary = ReportSummary(
+    overview = _overview(series, findings, quarantined, runs, generated_at)
+    _write_index(out_dir, overview, heatmap, findings, generated_at, since)
+    return ReportSummary(
         out_dir=out_dir,
         index=out_dir / "index.html",
         series_pages=tuple(pages),
         series=len(series),
-        open_errors=sum(1 for f in open_ if f["severity"] == "error"),
-        open_warnings=sum(1 for f in open_ if f["severity"] == "warn"),
+        open_errors=overview["open_errors"],
+        open_warnings=overview["open_warnings"],
     )
-    overview = _overview(series, findings, quarantined, generated_at)
-    _write_index(out_dir, overview, heatmap, findings, series, generated_at, since)
-    return summary
 
 
 # ---------------------------------------------------------------------------------------------
 # data
 
 
+def _read_blocks(
+    database: Database,
+    listed: Sequence[tuple[str, str, str, str | None]],
+    since: datetime | None,
+) -> list[tuple[int, bytes]]:
+    """:func:`mdq.db.report.read_candle_blocks` over :data:`READ_CONNECTIONS` connections at
+    once (each packs its share of the series on its own server process and core)."""
+    wanted = [(symbol, timeframe) for symbol, timeframe, _, _ in listed]
+    shares = [list(range(i, len(wanted), READ_CONNECTIONS)) for i in range(READ_CONNECTIONS)]
+
+    def read(share: list[int]) -> list[tuple[int, bytes]]:
+        if not share:
+            return []
+        with connect(database) as conn:
+            blocks = report_db.read_candle_blocks(conn, [wanted[i] for i in share], since)
+        return [(share[i], block) for i, block in blocks]
+
+    with ThreadPoolExecutor(max_workers=READ_CONNECTIONS) as pool:
+        return [block for part in pool.map(read, shares) for block in part]
+
+
+def _summaries(
+    listed: Sequence[tuple[str, str, str, str | None]], candles: Candles
+) -> list[SeriesSummary]:
+    """The series that have candles in scope, in ``listed`` order."""
+    series = []
+    for i, (symbol, timeframe, asset_class, calendar) in enumerate(listed):
+        rows = candles.series(i)
+        if rows.stop == rows.start:
+            continue
+        series.append(
+            SeriesSummary(
+                index=i,
+                symbol=symbol,
+                timeframe=timeframe,
+                asset_class=asset_class,
+                calendar=calendar or DEFAULT_CALENDAR_BY_ASSET_CLASS.get(asset_class),
+                candles=rows.stop - rows.start,
+                first_ts=datetime.fromtimestamp(candles.t[rows.start] / 1000, UTC),
+                last_ts=datetime.fromtimestamp(candles.t[rows.stop - 1] / 1000, UTC),
+            )
+        )
+    return series
+
+
 def _overview(
-    series: Sequence[report_db.SeriesSummary],
+    series: Sequence[SeriesSummary],
     findings: Sequence[dict[str, Any]],
     quarantined: int,
+    runs: Sequence[datetime],
     generated_at: datetime,
 ) -> dict[str, Any]:
-    runs = run_instants(findings)
     latest = runs[-1] if runs else None
     previous = runs[-2] if len(runs) > 1 else None
     open_ = [f for f in findings if f["status"] == "open"]
@@ -261,7 +450,7 @@ def _overview(
         "open_errors": sum(1 for f in open_ if f["severity"] == "error"),
         "open_warnings": sum(1 for f in open_ if f["severity"] == "warn"),
         "new_since_previous": sum(
-            1 for f in findings if latest is not None and f["first_seen_at"] == latest
+            1 for f in findings if previous is None or f["first_seen_at"] > previous
         ),
         "resolved_since_previous": sum(
             1
@@ -270,86 +459,73 @@ def _overview(
         ),
         "stale_series": len(stale),
         "quarantined_rows": quarantined,
-        "acknowledged": sum(1 for f in findings if f["status"] not in ("open", "resolved")),
+        "acknowledged": sum(1 for f in findings if f["status"] in ("acknowledged", "muted")),
         "last_run": latest.isoformat() if latest else None,
-        "trend": open_trend(findings, runs[-60:]),
+        "trend": open_trend(findings, runs),
     }
-
-
-def _calendar_of(s: report_db.SeriesSummary) -> str | None:
-    return s.calendar or DEFAULT_CALENDAR_BY_ASSET_CLASS.get(s.asset_class)
-
-
-def _session_date(ts: datetime, zone_rollover: tuple[str, int] | None) -> date:
-    from zoneinfo import ZoneInfo
-
-    if zone_rollover is None:
-        return ts.astimezone(UTC).date()
-    zone, rollover = zone_rollover
-    return (ts.astimezone(ZoneInfo(zone)) + timedelta(hours=rollover)).date()
 
 
 def _heatmap(
     conn: Any,
-    series: Sequence[report_db.SeriesSummary],
+    series: Sequence[SeriesSummary],
+    candles: Candles,
     findings: Sequence[dict[str, Any]],
-    since: datetime | None,
+    zones: dict[str, tuple[str, int]],
 ) -> dict[str, Any]:
     if not series:
         return {"x": [], "y": [], "z": [], "links": [], "unit": "day"}
-    calendars = sorted({c for s in series if (c := _calendar_of(s))})
-    zones = report_db.read_calendars(conn, calendars)
-    by_calendar: dict[str | None, list[report_db.SeriesSummary]] = {}
+    epoch = date(1970, 1, 1)
+    days: dict[int, dict[date, int]] = {}
+    spans: dict[int, tuple[date, date]] = {}
     for s in series:
-        by_calendar.setdefault(_calendar_of(s) if _calendar_of(s) in zones else None, []).append(s)
-    counts: dict[tuple[str, str], dict[date, int]] = {}
-    for calendar, members in by_calendar.items():
-        zone, rollover = zones[calendar] if calendar is not None else ("UTC", 0)
-        for symbol, timeframe, day, n in report_db.read_daily_counts(
-            conn,
-            sorted({m.symbol for m in members}),
-            timezone=zone,
-            rollover_hours=rollover,
-            since=since,
-        ):
-            counts.setdefault((symbol, timeframe), {})[day] = n
-    spans = {}
-    for s in series:
-        zr = zones.get(_calendar_of(s) or "")
-        spans[(s.symbol, s.timeframe)] = (
-            _session_date(s.first_ts, zr),
-            _session_date(s.last_ts, zr),
+        rows = candles.series(s.index)
+        zone, rollover = zones.get(s.calendar or "", ("UTC", 0))
+        numbers = session_days(candles.t[rows], zone, rollover)
+        # the rows are sorted by time, so their session days are too: count runs, not sort
+        change = np.flatnonzero(np.diff(numbers)) + 1
+        run_starts = np.concatenate(([0], change))
+        counts = np.diff(np.concatenate((run_starts, [len(numbers)])))
+        days[s.index] = {
+            epoch + timedelta(days=int(d)): int(n)
+            for d, n in zip(numbers[run_starts], counts, strict=True)
+        }
+        spans[s.index] = (
+            epoch + timedelta(days=int(numbers[0])),
+            epoch + timedelta(days=int(numbers[-1])),
         )
     first = min(span[0] for span in spans.values())
     last = max(span[1] for span in spans.values())
     sessions = {c: report_db.read_session_dates(conn, c, first, last) for c in zones}
-    by_key = {(x.symbol, x.timeframe): x for x in series}
-    gaps: dict[tuple[str, str], set[date]] = {}
+    by_key = {(s.symbol, s.timeframe): s for s in series}
+    gaps: dict[int, set[date]] = {}
     for f in findings:
-        if f["check_name"] != GAP_CHECK or f["status"] != "open" or f["ts_start"] is None:
-            continue
         key = (f["symbol"], f["timeframe"])
-        if key not in by_key:
+        if f["check_name"] != GAP_CHECK or f["status"] != "open" or key not in by_key:
             continue
-        zr = zones.get(_calendar_of(by_key[key]) or "")
-        day, end = _session_date(f["ts_start"], zr), _session_date(f["ts_end"] or f["ts_start"], zr)
-        while day <= end:
-            gaps.setdefault(key, set()).add(day)
-            day += timedelta(days=1)
-    rows, labels, links = [], [], []
+        s = by_key[key]
+        zone, rollover = zones.get(s.calendar or "", ("UTC", 0))
+        ends = np.array(
+            [
+                int(f["ts_start"].timestamp() * 1000),
+                int((f["ts_end"] or f["ts_start"]).timestamp() * 1000),
+            ]
+        )
+        day_first, day_last = session_days(ends, zone, rollover)
+        gaps.setdefault(s.index, set()).update(
+            epoch + timedelta(days=int(d)) for d in range(int(day_first), int(day_last) + 1)
+        )
+    rows_out, labels, links = [], [], []
     for s in series:
-        key = (s.symbol, s.timeframe)
-        calendar = _calendar_of(s)
-        known = sessions.get(calendar) if calendar in zones else None
-        rows.append(
+        known = sessions.get(s.calendar or "")
+        rows_out.append(
             coverage_cells(
                 first,
                 last,
-                series_first=spans[key][0],
-                series_last=spans[key][1],
-                counts=counts.get(key, {}),
+                series_first=spans[s.index][0],
+                series_last=spans[s.index][1],
+                counts=days[s.index],
                 sessions=known if known else None,
-                gap_days=gaps.get(key, set()),
+                gap_days=gaps.get(s.index, set()),
             )
         )
         labels.append(f"{s.symbol} {s.timeframe}")
@@ -358,17 +534,17 @@ def _heatmap(
     x0 = first
     if (last - first).days + 1 > MAX_HEATMAP_COLUMNS:
         unit = "week"
-        merged = [to_weeks(first, row) for row in rows]
-        x0, rows = merged[0][0], [m[1] for m in merged]
+        merged = [to_weeks(first, row) for row in rows_out]
+        x0, rows_out = merged[0][0], [m[1] for m in merged]
     step = 7 if unit == "week" else 1
-    x = [(x0 + timedelta(days=i * step)).isoformat() for i in range(len(rows[0]))]
+    x = [(x0 + timedelta(days=i * step)).isoformat() for i in range(len(rows_out[0]))]
     # Columns where no series has data (years between two files) are left out.
     not_loaded = CELL_STATES.index("not loaded")
-    keep = [i for i in range(len(x)) if any(row[i] != not_loaded for row in rows)]
+    keep = [i for i in range(len(x)) if any(row[i] != not_loaded for row in rows_out)]
     return {
         "x": [x[i] for i in keep],
         "y": labels,
-        "z": [[row[i] for i in keep] for row in rows],
+        "z": [[row[i] for i in keep] for row in rows_out],
         "links": links,
         "unit": unit,
     }
@@ -411,24 +587,28 @@ def _script_json(value: Any) -> str:
 
 
 def _write_series_page(
-    conn: Any,
     out_dir: Path,
-    s: report_db.SeriesSummary,
+    s: SeriesSummary,
+    candles: Candles,
     findings: Sequence[dict[str, Any]],
     actions: Sequence[dict[str, Any]],
-    since: datetime | None,
 ) -> Path:
     slug = series_slug(s.symbol, s.timeframe)
-    step = timeframe_seconds(s.timeframe)
-    bucket = math.ceil(s.candles / MAX_VIEW_CANDLES) if s.candles > MAX_VIEW_CANDLES else None
-    full = report_db.read_candles_json(conn, s.symbol, s.timeframe, since)
-    view = (
-        report_db.read_candles_json(conn, s.symbol, s.timeframe, since, bucket) if bucket else full
-    )
+    rows = candles.series(s.index)
+    full = {
+        "t": candles.t[rows],
+        "o": candles.o[rows],
+        "h": candles.h[rows],
+        "l": candles.l[rows],
+        "c": candles.c[rows],
+        "v": candles.v[rows],
+    }
+    per_bar = math.ceil(s.candles / MAX_VIEW_CANDLES) if s.candles > MAX_VIEW_CANDLES else None
+    view = downsample(candles, rows, per_bar) if per_bar else full
     full_name = f"{slug}.full.js"
     (out_dir / "series" / full_name).write_text(
         "window.MDQ_FULL = window.MDQ_FULL || {};\n"
-        f"window.MDQ_FULL[{_script_json(slug)}] = {full};\n"
+        f"window.MDQ_FULL[{_script_json(slug)}] = {columns_json(full)};\n"
     )
     own = [
         _finding_json(f)
@@ -452,8 +632,8 @@ def _write_series_page(
         "timeframe": s.timeframe,
         "asset_class": s.asset_class,
         "candles": s.candles,
-        "step_seconds": step,
-        "bucket_candles": bucket,
+        "step_seconds": timeframe_seconds(s.timeframe),
+        "bucket_candles": per_bar,
         "max_view": MAX_VIEW_CANDLES,
         "full_src": full_name,
         "findings": own,
@@ -469,8 +649,8 @@ def _write_series_page(
 <h2>Findings</h2>
 <div id="findings"></div>
 <script>const MDQ_SERIES = {_script_json(meta)};
-const MDQ_VIEW = {view};</script>
-<script>MDQ.seriesPage(MDQ_SERIES, MDQ_VIEW);</script>
+const MDQ_VIEW = {columns_json(view)};</script>
+<script>MDQ.seriesPage(MDQ_SERIES, MDQ.decode(MDQ_VIEW));</script>
 """
     path = out_dir / "series" / f"{slug}.html"
     path.write_text(_page(title, body, prefix="../"))
@@ -482,7 +662,6 @@ def _write_index(
     overview: dict[str, Any],
     heatmap: dict[str, Any],
     findings: Sequence[dict[str, Any]],
-    series: Sequence[report_db.SeriesSummary],
     generated_at: datetime,
     since: datetime | None,
 ) -> None:

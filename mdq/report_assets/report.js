@@ -2,7 +2,7 @@
  *
  * MDQ.indexPage(overview, heatmap, findings): overview cards, trend, coverage heatmap (a click
  * opens the series), findings table.
- * MDQ.seriesPage(meta, view): candlesticks + volume with every finding marked; a downsampled
+ * MDQ.seriesPage(meta, MDQ.decode(view)): candlesticks + volume with every finding marked; a downsampled
  * view is replaced by every candle (series/<slug>.full.js, loaded on demand) once the
  * zoomed-in range holds fewer than meta.max_view candles. A page opened as
  * series/<slug>.html#from=<iso>&to=<iso>&id=<anomaly id> zooms to that place.
@@ -198,11 +198,22 @@
     if (s.length === 10) s += "T00:00:00";
     return Date.parse(s + "Z");
   }
-  function toDates(t) { return t.map(function (s) { return wall(s * 1000); }); }
+  function toDates(t) { return Array.from(t, wall); }
+
+  /* Columns written by mdq/report.py encode_columns: base64 of little-endian float64. */
+  function decode(encoded) {
+    var out = {};
+    Object.keys(encoded).forEach(function (name) {
+      var text = atob(encoded[name]), bytes = new Uint8Array(text.length);
+      for (var i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+      out[name] = Array.from(new Float64Array(bytes.buffer));
+    });
+    return out;
+  }
 
   /* The candle nearest to (at or before) instant ms in data, as an index. */
   function nearest(data, ms) {
-    var lo = 0, hi = data.t.length - 1, s = ms / 1000;
+    var lo = 0, hi = data.t.length - 1, s = ms;
     if (hi < 0) return -1;
     while (lo < hi) {
       var mid = (lo + hi + 1) >> 1;
@@ -288,8 +299,8 @@
     }
     var hash = parseHash();
     if (view.t.length) {
-      layout.xaxis.range = [wall(view.t[0] * 1000),
-        wall((view.t[view.t.length - 1] + meta.step_seconds) * 1000)];
+      layout.xaxis.range = [wall(view.t[0]),
+        wall(view.t[view.t.length - 1] + meta.step_seconds * 1000)];
     }
     if (hash.from) {
       var pad = Math.max(meta.step_seconds * 1000 * 30, 3600 * 1000);
@@ -311,7 +322,7 @@
     function fitY(data, from, to) {
       var lo = Infinity, hi = -Infinity, vol = 0;
       for (var i = 0; i < data.t.length; i++) {
-        var ms = data.t[i] * 1000;
+        var ms = data.t[i];
         if (ms < from || ms > to) continue;
         if (data.l[i] < lo) lo = data.l[i];
         if (data.h[i] > hi) hi = data.h[i];
@@ -325,7 +336,7 @@
       if (full) return then();
       var script = document.createElement("script");
       script.src = meta.full_src;
-      script.onload = function () { full = window.MDQ_FULL[meta.slug]; then(); };
+      script.onload = function () { full = decode(window.MDQ_FULL[meta.slug]); then(); };
       document.head.appendChild(script);
     }
     function onRange(range) {
@@ -353,5 +364,5 @@
     }), "");
   }
 
-  window.MDQ = { indexPage: indexPage, seriesPage: seriesPage };
+  window.MDQ = { indexPage: indexPage, seriesPage: seriesPage, decode: decode };
 })();

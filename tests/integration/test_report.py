@@ -8,6 +8,7 @@ the report is written once and every test reads it. Browser tests need ``chromiu
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from mdq.backfill_core import load_sample_data
@@ -41,7 +43,7 @@ def demo(make_database: Callable[[], Database]) -> Database:
     with connect(database) as conn:
         apply_migrations(conn)
     load_sample_data(database)
-    run_quality_checks(database, "mdq", as_of=AS_OF, use_prefect=False)
+    run_quality_checks(database, "mdq", as_of=AS_OF, use_prefect=False, record=True)
     return database
 
 
@@ -122,9 +124,21 @@ def test_each_series_page_carries_its_findings_and_known_actions(
     assert len(splits) == 2  # 2000-06-21 and 2005-02-28 (README)
     marked = [f for f in meta["findings"] if f["type"] == "split_suspect"]
     assert sorted(f["id"] for f in marked) == sorted(s[0] for s in splits)
-    assert meta["bucket_candles"] == 2  # 3,273 daily bars > MAX_VIEW_CANDLES
+    assert meta["bucket_candles"] == 2  # 3,270 daily bars > MAX_VIEW_CANDLES
+    view = page_data(page, "MDQ_VIEW")
+    assert len(base64.b64decode(view["t"])) == 1_635 * 8  # 3,270 candles in bars of 2
     full = (page.parent / meta["full_src"]).read_text()
-    assert full.count(",") > 3_273 * 5  # every candle, six arrays
+    columns = json.loads(full.split(" = ", 2)[-1].rstrip(";\n"))
+    times = np.frombuffer(base64.b64decode(columns["t"]), dtype="<f8")
+    closes = np.frombuffer(base64.b64decode(columns["c"]), dtype="<f8")
+    with connect(demo) as conn:
+        first, last, count = conn.execute(
+            "select (array_agg(close order by ts))[1], (array_agg(close order by ts desc))[1],"
+            " count(*) from market_data where symbol = 'AAPL' and timeframe = '1d'"
+        ).fetchone()
+    assert len(times) == count == 3_270
+    assert (closes[0], closes[-1]) == (float(first), float(last))
+    assert (np.diff(times) > 0).all()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pytest
 
 from mdq.report import (
     CELL_STATES,
+    Candles,
     coverage_cells,
+    downsample,
+    encode_columns,
     open_trend,
     run_instants,
     series_slug,
+    session_days,
     timeframe_seconds,
     to_weeks,
 )
@@ -115,3 +121,41 @@ def test_open_trend_counts_findings_open_at_each_run() -> None:
         {"run": t2.isoformat(), "error": 1, "warn": 1},
         {"run": t3.isoformat(), "error": 0, "warn": 1},
     ]
+
+
+def test_downsample_merges_runs_of_candles_into_ohlcv_bars() -> None:
+    t = np.array([0, 60_000, 120_000, 180_000, 240_000], dtype=np.int64)
+    candles = Candles(
+        t=t,
+        o=np.array([10.0, 11, 12, 13, 14]),
+        h=np.array([11.0, 15, 13, 14, 16]),
+        l=np.array([9.0, 10, 8, 12, 13]),
+        c=np.array([11.0, 12, 13, 14, 15]),
+        v=np.array([1.0, np.nan, 3, 4, 5]),
+        starts=np.array([0, 5]),
+    )
+    bars = downsample(candles, candles.series(0), 2)
+    assert bars["t"].tolist() == [0, 120_000, 240_000]
+    assert bars["o"].tolist() == [10, 12, 14]
+    assert bars["h"].tolist() == [15, 14, 16]
+    assert bars["l"].tolist() == [9, 8, 13]
+    assert bars["c"].tolist() == [12, 14, 15]
+    assert bars["v"].tolist() == [1, 7, 5]  # a null volume counts as 0 in its bar
+
+
+def test_session_days_follow_the_calendar_zone_and_roll_over() -> None:
+    ms = lambda iso: int(datetime.fromisoformat(iso).timestamp() * 1000)  # noqa: E731
+    day = lambda n: date(1970, 1, 1).toordinal() + int(n)  # noqa: E731
+    t = np.array([ms("2024-03-14T20:00:02+00:00"), ms("2024-03-15T02:00:00+00:00")])
+    ny = session_days(t, "America/New_York", 0)
+    assert [date.fromordinal(day(n)) for n in ny] == [date(2024, 3, 14), date(2024, 3, 14)]
+    # FX: 17:00 New York is midnight of the next trading date (Sunday 22:00Z is Monday's)
+    fx = session_days(np.array([ms("2017-01-01T22:00:00+00:00")]), "America/New_York", 7)
+    assert date.fromordinal(day(fx[0])) == date(2017, 1, 2)
+    utc = session_days(t, "UTC", 0)
+    assert [date.fromordinal(day(n)) for n in utc] == [date(2024, 3, 14), date(2024, 3, 15)]
+
+
+def test_encoded_columns_are_little_endian_float64() -> None:
+    encoded = encode_columns({"c": np.array([1.5, 307.25])})
+    assert np.frombuffer(base64.b64decode(encoded["c"]), dtype="<f8").tolist() == [1.5, 307.25]
