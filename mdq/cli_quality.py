@@ -132,24 +132,55 @@ def check(
 def dedupe(
     apply: bool = typer.Option(False, "--apply", help="Remove the duplicates (logged)."),
     restore: str | None = typer.Option(None, "--restore", help="Put back a cleanup by its id."),
+    swap: str | None = typer.Option(
+        None,
+        "--swap",
+        help="Keep the removed version of a cleanup's conflicting keys instead (undo: swap the "
+        "id it prints).",
+    ),
+    row: int | None = typer.Option(None, "--row", help="With --swap: only this log row."),
+    log: str | None = typer.Option(None, "--log", help="List the rows a cleanup logged."),
     symbol: str | None = typer.Option(None, "--symbol", help="Only this symbol."),
+    rows: int = typer.Option(20, "--rows", min=0, help="Rows to show in the preview."),
 ) -> None:
-    """Preview duplicate (symbol, timeframe, ts) rows in market_data; --apply removes them.
+    """Preview duplicate (symbol, timeframe, ts) rows in market_data, the rows themselves next
+    to the row kept; --apply removes them (logged, undoable).
 
     Works while the unique key cannot be added yet (migration 002 blocked by duplicates);
     after --apply the pending migrations are applied."""
     from mdq.cli import console, err_console
-    from mdq.dedupe import cleanup_duplicate_records, restore_duplicate_records
+    from mdq.dedupe import (
+        cleanup_duplicate_records,
+        cleanup_log,
+        restore_duplicate_records,
+        swap_kept_version,
+    )
 
     try:
         settings = load_settings()
         with open_database(settings) as database, connect(database) as conn:
             _migrate_allowing_duplicates(conn)
+            if log:
+                logged = cleanup_log(conn, log)
+                console.print(_rows_table(logged, title=f"cleanup {log}: {len(logged)} row(s)"))
+                return
             if restore:
                 restored = restore_duplicate_records(conn, restore)
                 console.print(f"restored {restored} row(s) of cleanup {restore}")
+                if not restored:
+                    console.print(
+                        "(market_data has its unique key: the removed exact copies are "
+                        "already there, so nothing was inserted)"
+                    )
                 return
-            report = cleanup_duplicate_records(conn, symbol=symbol, dry_run=not apply)
+            if swap:
+                swap_id, swapped = swap_kept_version(conn, swap, row)
+                console.print(f"swapped {swapped} key(s): the removed version is kept now")
+                console.print(f"undo with: mdq dedupe --swap {swap_id}")
+                return
+            report = cleanup_duplicate_records(
+                conn, symbol=symbol, dry_run=not apply, preview_rows=rows
+            )
             table = Table(title="duplicate (symbol, timeframe, ts) keys in market_data")
             for name in ("symbol", "timeframe", "keys", "rows to remove", "conflicting"):
                 table.add_column(name)
@@ -162,6 +193,10 @@ def dedupe(
                     str(g.conflicting_rows),
                 )
             console.print(table)
+            if report.preview:
+                shown = len(report.preview)
+                title = f"rows to remove ({shown} of {report.rows_to_remove})"
+                console.print(_rows_table(report.preview, title=title))
             verb = "would remove" if report.dry_run else "removed"
             console.print(
                 f"{verb} {report.rows_to_remove} row(s) for {report.duplicate_keys} key(s) "
@@ -174,10 +209,38 @@ def dedupe(
             if report.cleanup_id:
                 console.print(f"cleanup id: {report.cleanup_id}")
                 console.print(f"undo with: mdq dedupe --restore {report.cleanup_id}")
+                if report.conflicting_rows:
+                    console.print(
+                        f"keep the removed versions instead: mdq dedupe --swap {report.cleanup_id}"
+                    )
             for migration in _migrate_allowing_duplicates(conn):
                 err_console.print(f"applied migration {migration.name}")
     except (MdqError, psycopg.Error) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None
+
+
+def _rows_table(rows: Any, title: str) -> Table:
+    """Removed rows next to the kept ones: key, reason, o/h/l/c/v of each, log id."""
+    table = Table(title=title)
+    for name in ("log", "symbol", "tf", "ts", "reason", "removed o/h/l/c/v", "kept o/h/l/c/v"):
+        table.add_column(name)
+    table.add_column("restored")
+
+    def ohlcv(row: dict[str, Any]) -> str:
+        return "/".join(f"{row.get(k)}" for k in ("open", "high", "low", "close", "volume"))
+
+    for r in rows:
+        table.add_row(
+            str(r.log_id or ""),
+            r.symbol,
+            r.timeframe,
+            str(r.ts),
+            r.reason,
+            ohlcv(r.removed),
+            ohlcv(r.kept),
+            str(r.restored_at or ""),
+        )
+    return table
 
 
 def _migrate_allowing_duplicates(conn: psycopg.Connection) -> list[Any]:

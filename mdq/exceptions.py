@@ -214,11 +214,12 @@ class CleanupNotFound(TerminalError):
 
 class RestoreConflict(TerminalError):
     """Restoring removed duplicates would violate market_data's unique key, which was added
-    after the cleanup (migration 002). Nothing was restored.
+    after the cleanup (migration 002): some logged rows differ from the row kept for their
+    key. Nothing was restored; ``mdq dedupe --swap`` keeps them instead.
 
     Attributes:
         cleanup_id: the cleanup being restored.
-        conflicting_rows: how many logged rows collide with the key.
+        conflicting_rows: how many logged rows differ from the kept row of their key.
     """
 
     def __init__(self, cleanup_id: str, conflicting_rows: int) -> None:
@@ -226,8 +227,9 @@ class RestoreConflict(TerminalError):
         self.conflicting_rows = conflicting_rows
         super().__init__(
             f"cannot restore cleanup {cleanup_id}: market_data now has its unique "
-            f"(symbol, timeframe, ts) key and {conflicting_rows} logged row(s) would duplicate "
-            "a key; nothing was restored"
+            f"(symbol, timeframe, ts) key and {conflicting_rows} logged row(s) differ from the "
+            "row kept for their key, which can hold only one; nothing was restored. Keep the "
+            f"removed versions instead with: mdq dedupe --swap {cleanup_id}"
         )
 
 
@@ -362,3 +364,17 @@ class RecordBackwards(TerminalError):
             f"cannot record a check as of {as_of}: the recorded state is already as of "
             f"{latest_as_of} and only moves forward; run it without --record to see its findings"
         )
+
+
+class SwapRefused(TerminalError):
+    """``mdq dedupe --swap`` cannot choose or place the version to keep. Nothing was changed.
+
+    Attributes:
+        cleanup_id: the cleanup or swap asked for.
+        reason: why, naming the key.
+    """
+
+    def __init__(self, cleanup_id: str, reason: str) -> None:
+        self.cleanup_id = cleanup_id
+        self.reason = reason
+        super().__init__(f"cannot swap cleanup {cleanup_id}: {reason}; nothing was changed")

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
+import psycopg.types.json
 from psycopg import sql
 
-from mdq.exceptions import CleanupNotFound, RestoreConflict
+from mdq.exceptions import CleanupNotFound, RestoreConflict, SwapRefused
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,82 @@ class DuplicateGroup:
     duplicate_keys: int
     rows_to_remove: int
     conflicting_rows: int
+
+
+@dataclass(frozen=True)
+class DuplicateRow:
+    """One row a cleanup removes (preview) or removed (log), next to the row kept for its key.
+
+    Attributes:
+        symbol: the symbol.
+        timeframe: the timeframe.
+        ts: the key's candle open time (UTC-aware).
+        reason: ``exact_duplicate``, ``conflicting_duplicate`` or ``swapped`` (the version a
+            swap replaced).
+        removed: the removed row, column → value (JSON types; ``ts`` as text).
+        kept: the row kept for the same key.
+        log_id: its row in ``duplicate_records_log`` (None in a preview).
+        restored_at: when it was restored or swapped back in (None: not).
+    """
+
+    symbol: str
+    timeframe: str
+    ts: object
+    reason: str
+    removed: dict[str, object]
+    kept: dict[str, object]
+    log_id: int | None = None
+    restored_at: object = None
+
+
+def plan_rows(conn: psycopg.Connection, limit: int) -> list[DuplicateRow]:
+    """The first ``limit`` rows of ``dedupe_plan``, sorted by symbol, timeframe, ts, reason.
+
+    Must run in the transaction that built the plan (:func:`plan_duplicates`).
+    """
+    rows = conn.execute(
+        """
+        select symbol, timeframe, ts, reason, removed_row, kept_row
+        from dedupe_plan
+        order by symbol, timeframe, ts, reason, removed_row::text
+        limit %s
+        """,
+        (limit,),
+    ).fetchall()
+    return [DuplicateRow(str(s), str(t), ts, str(r), rem, kept) for s, t, ts, r, rem, kept in rows]
+
+
+def logged_rows(conn: psycopg.Connection, cleanup_id: str) -> list[DuplicateRow]:
+    """Every row a cleanup (or a swap) logged, sorted by symbol, timeframe, ts, log id.
+
+    Raises:
+        CleanupNotFound: no row has this cleanup id.
+    """
+    try:
+        uuid.UUID(cleanup_id)
+    except ValueError:
+        raise CleanupNotFound(cleanup_id) from None
+    rows = conn.execute(
+        """
+        select symbol, timeframe, ts, reason, removed_row, kept_row, log_id, restored_at
+        from duplicate_records_log
+        where cleanup_id = %s
+        order by symbol, timeframe, ts, log_id
+        """,
+        (cleanup_id,),
+    ).fetchall()
+    if not rows:
+        raise CleanupNotFound(cleanup_id)
+    return [DuplicateRow(str(r[0]), str(r[1]), *r[2:]) for r in rows]
+
+
+def has_unique_key(conn: psycopg.Connection) -> bool:
+    """Whether market_data has its unique (or primary) key yet (migration 002)."""
+    row = conn.execute(
+        "select exists (select 1 from pg_constraint as c"
+        " where c.conrelid = to_regclass('market_data') and c.contype in ('u', 'p'))"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def market_data_columns(conn: psycopg.Connection) -> dict[str, str]:
@@ -191,12 +268,18 @@ def restore_cleanup(conn: psycopg.Connection, cleanup_id: str) -> int:
         conn: an open connection.
         cleanup_id: the id printed by ``mdq dedupe --apply``.
 
+    Once market_data has its unique key (migration 002 ran after the cleanup), a key holds
+    one row: exact copies are already there, so they are marked restored and nothing is
+    inserted (returns 0); a conflicting version can only replace the kept one
+    (:func:`swap_kept_version`), so the restore is refused while the cleanup has any.
+
     Returns:
-        Rows restored.
+        Rows inserted back.
 
     Raises:
         CleanupNotFound: no unrestored rows for this id.
-        RestoreConflict: the unique key now exists and a row would duplicate a key.
+        RestoreConflict: the unique key now exists and some logged rows differ from the row
+            kept for their key (nothing was restored).
     """
     try:
         uuid.UUID(cleanup_id)
@@ -217,22 +300,34 @@ def restore_cleanup(conn: psycopg.Connection, cleanup_id: str) -> int:
             raise CleanupNotFound(cleanup_id)
         present = {str(k) for (k,) in keys}
         columns = [c for c in market_data_columns(conn) if c in present]
-        conflicts = conn.execute(
-            """
-            select count(*)
-            from duplicate_records_log as l
-            inner join market_data as m
-                on m.symbol = l.symbol and m.timeframe = l.timeframe and m.ts = l.ts
-            where l.cleanup_id = %s and l.restored_at is null
-                and exists (
-                    select 1 from pg_constraint as c
-                    where c.conrelid = to_regclass('market_data') and c.contype in ('u', 'p')
-                )
-            """,
-            (cleanup_id,),
-        ).fetchone()
-        if conflicts and conflicts[0]:
-            raise RestoreConflict(cleanup_id, int(conflicts[0]))
+        if has_unique_key(conn):
+            # One row per key: an exact copy is already there (nothing to put back); another
+            # version cannot join it, only replace it (swap_kept_version).
+            conflicts = conn.execute(
+                """
+                select count(*)
+                from duplicate_records_log as l
+                inner join market_data as m
+                    on m.symbol = l.symbol and m.timeframe = l.timeframe and m.ts = l.ts
+                where l.cleanup_id = %s and l.restored_at is null
+                    and (
+                        (l.removed_row ->> 'open')::float8,
+                        (l.removed_row ->> 'high')::float8,
+                        (l.removed_row ->> 'low')::float8,
+                        (l.removed_row ->> 'close')::float8,
+                        (l.removed_row ->> 'volume')::float8
+                    ) is distinct from (m.open, m.high, m.low, m.close, m.volume)
+                """,
+                (cleanup_id,),
+            ).fetchone()
+            if conflicts and conflicts[0]:
+                raise RestoreConflict(cleanup_id, int(conflicts[0]))
+            conn.execute(
+                "update duplicate_records_log set restored_at = now()"
+                " where cleanup_id = %s and restored_at is null",
+                (cleanup_id,),
+            )
+            return 0
         column_list = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         restored = conn.execute(
             sql.SQL(
@@ -256,3 +351,107 @@ def restore_cleanup(conn: psycopg.Connection, cleanup_id: str) -> int:
             (cleanup_id,),
         )
     return restored
+
+
+def swap_kept_version(
+    conn: psycopg.Connection, cleanup_id: str, log_id: int | None = None
+) -> tuple[str, int]:
+    """Keep the removed version of conflicting keys instead of the kept one, in one
+    transaction, undoably.
+
+    For each unrestored ``conflicting_duplicate`` (or ``swapped``) row of the cleanup (or the
+    one ``log_id``), the current row of its key in market_data takes the removed row's values
+    (the columns the log holds, key columns excepted); the row it replaces is logged in full
+    under a new cleanup id with reason ``swapped``, so swapping that id swaps back; the used
+    log row is marked restored.
+
+    Args:
+        conn: an open connection.
+        cleanup_id: the cleanup (or an earlier swap).
+        log_id: only this logged row (``mdq dedupe --log ID`` lists them).
+
+    Returns:
+        (the swap's cleanup id, keys swapped).
+
+    Raises:
+        CleanupNotFound: no unrestored row of this id (and log_id).
+        SwapRefused: a key has two removed versions to choose from (give ``log_id``), or not
+            exactly one current row in market_data.
+    """
+    try:
+        uuid.UUID(cleanup_id)
+    except ValueError:
+        raise CleanupNotFound(cleanup_id) from None
+    swap_id = str(uuid.uuid4())
+    with conn.transaction():
+        lock_market_data(conn)
+        todo = conn.execute(
+            """
+            select log_id, symbol, timeframe, ts, removed_row
+            from duplicate_records_log
+            where cleanup_id = %s and restored_at is null
+                and reason in ('conflicting_duplicate', 'swapped')
+                and (%s::bigint is null or log_id = %s)
+            order by symbol, timeframe, ts, log_id
+            """,
+            (cleanup_id, log_id, log_id),
+        ).fetchall()
+        if not todo:
+            raise CleanupNotFound(cleanup_id)
+        keys = [(s, t, ts) for _, s, t, ts, _ in todo]
+        if len(set(keys)) != len(keys):
+            raise SwapRefused(
+                cleanup_id, "a key has several removed versions; choose one with --row LOG_ID"
+            )
+        columns = market_data_columns(conn)
+        for one_log_id, symbol, timeframe, ts, removed in todo:
+            current = conn.execute(
+                "select to_jsonb(m) from market_data as m"
+                " where m.symbol = %s and m.timeframe = %s and m.ts = %s",
+                (symbol, timeframe, ts),
+            ).fetchall()
+            if len(current) != 1:
+                raise SwapRefused(
+                    cleanup_id,
+                    f"{symbol}/{timeframe} {ts} has {len(current)} row(s) in market_data, "
+                    "expected exactly 1",
+                )
+            names = [c for c in columns if c in removed and c not in ("symbol", "timeframe", "ts")]
+            conn.execute(
+                sql.SQL(
+                    """
+                    update market_data as m
+                    set ({names}) = (select {values})
+                    from jsonb_populate_record(null::market_data, %s::jsonb) as r
+                    where m.symbol = %s and m.timeframe = %s and m.ts = %s
+                    """
+                ).format(
+                    names=sql.SQL(", ").join(sql.Identifier(c) for c in names),
+                    values=sql.SQL(", ").join(sql.Identifier("r", c) for c in names),
+                ),
+                (psycopg.types.json.Jsonb(removed), symbol, timeframe, ts),
+            )
+            conn.execute(
+                """
+                insert into duplicate_records_log
+                    (cleanup_id, symbol, timeframe, ts, removed_row, kept_row, reason)
+                select %s, %s, %s, %s, %s, to_jsonb(m), 'swapped'
+                from market_data as m
+                where m.symbol = %s and m.timeframe = %s and m.ts = %s
+                """,
+                (
+                    swap_id,
+                    symbol,
+                    timeframe,
+                    ts,
+                    psycopg.types.json.Jsonb(current[0][0]),
+                    symbol,
+                    timeframe,
+                    ts,
+                ),
+            )
+            conn.execute(
+                "update duplicate_records_log set restored_at = now() where log_id = %s",
+                (one_log_id,),
+            )
+    return swap_id, len(todo)

@@ -10,8 +10,18 @@ import pytest
 
 from mdq.db import Database, connect
 from mdq.db.migrate import apply_migrations
-from mdq.dedupe import cleanup_duplicate_records, restore_duplicate_records
-from mdq.exceptions import CleanupNotFound, DuplicateKeysBlockMigration, RestoreConflict
+from mdq.dedupe import (
+    cleanup_duplicate_records,
+    cleanup_log,
+    restore_duplicate_records,
+    swap_kept_version,
+)
+from mdq.exceptions import (
+    CleanupNotFound,
+    DuplicateKeysBlockMigration,
+    RestoreConflict,
+    SwapRefused,
+)
 from tests.integration.test_cli_database import run_mdq
 
 pytestmark = pytest.mark.integration
@@ -69,6 +79,17 @@ def test_preview_apply_restore_then_the_migrations_complete(adopted: Database) -
             ("AAPL", 2, 3),
             ("MSFT", 1, 1),
         ]
+        # the preview shows the rows themselves, each next to the row kept for its key
+        assert [
+            (r.symbol, str(r.ts)[:10], r.reason, r.removed["close"], r.kept["close"])
+            for r in preview.preview
+        ] == [
+            ("AAPL", "2024-01-02", "conflicting_duplicate", 100.7, 100.5),
+            ("AAPL", "2024-01-02", "exact_duplicate", 100.5, 100.5),
+            ("AAPL", "2024-01-03", "exact_duplicate", 101, 101),
+            ("MSFT", "2024-01-02", "exact_duplicate", 372, 372),
+        ]
+        assert len(cleanup_duplicate_records(conn, preview_rows=2).preview) == 2
         assert rows(conn) == original
         assert conn.execute("select count(*) from duplicate_records_log").fetchone() == (0,)
         only_msft = cleanup_duplicate_records(conn, symbol="MSFT")
@@ -109,9 +130,43 @@ def test_preview_apply_restore_then_the_migrations_complete(adopted: Database) -
             " where table_name = 'market_data' and column_name = 'ts'"
         ).fetchone()
         assert kind == ("timestamp with time zone",)
+        # The restored rows went to the end of the table, so this time the 100.7 version
+        # (physically last) was kept and both 100.5 rows were removed as conflicting.
+        assert second.conflicting_rows == 2
+        # the key holds one row: a conflicting version cannot come back beside the kept one
         with pytest.raises(RestoreConflict) as conflict:
             restore_duplicate_records(conn, str(second.cleanup_id))
-        assert conflict.value.conflicting_rows == 4
+        assert conflict.value.conflicting_rows == 2
+        assert sum(rows(conn).values()) == 4
+
+        # ... but one can be kept instead (which one, when there are two), and swapped back
+        def aapl_close() -> object:
+            return conn.execute(
+                "select close, volume from market_data"
+                " where symbol = 'AAPL' and ts = '2024-01-02T00:00:00Z'"
+            ).fetchall()
+
+        assert aapl_close() == [(100.7, 1200.0)]
+        with pytest.raises(SwapRefused, match="several removed versions"):
+            swap_kept_version(conn, str(second.cleanup_id))
+        logged = cleanup_log(conn, str(second.cleanup_id))
+        choice = next(r.log_id for r in logged if r.reason == "conflicting_duplicate")
+        swap_id, swapped = swap_kept_version(conn, str(second.cleanup_id), choice)
+        assert (swapped, aapl_close()) == (1, [(100.5, 1000.0)])
+        (logged_swap,) = cleanup_log(conn, swap_id)
+        assert (logged_swap.reason, logged_swap.removed["close"], logged_swap.kept["close"]) == (
+            "swapped",
+            100.7,
+            100.5,
+        )
+        # what is left of the cleanup now equals the kept rows: already there, marked restored
+        assert restore_duplicate_records(conn, str(second.cleanup_id)) == 0
+        assert all(r.restored_at is not None for r in cleanup_log(conn, str(second.cleanup_id)))
+        # and the swap is undone by swapping its id
+        swap_kept_version(conn, swap_id)
+        assert aapl_close() == [(100.7, 1200.0)]
+        with pytest.raises(CleanupNotFound):
+            swap_kept_version(conn, swap_id)
         assert sum(rows(conn).values()) == 4
 
 
@@ -143,6 +198,8 @@ def test_mdq_dedupe_works_while_the_unique_key_is_blocked(adopted: Database) -> 
     preview = run_mdq("dedupe", env=env)
     assert preview.returncode == 0, preview.stderr
     assert "would remove 4 row(s) for 3 key(s) (1 with values differing" in preview.stdout
+    assert "rows to remove (4 of 4)" in preview.stdout
+    assert "100/101/99/100.7/1200" in preview.stdout
     assert "waits until they are removed" in preview.stderr
 
     applied = run_mdq("dedupe", "--apply", env=env)
@@ -151,8 +208,16 @@ def test_mdq_dedupe_works_while_the_unique_key_is_blocked(adopted: Database) -> 
     assert "applied migration 002_market_data.sql" in applied.stderr
     cleanup_id = applied.stdout.split("cleanup id: ")[1].split()[0]
 
-    # the key exists now, so the duplicates cannot come back: a clear error, status 2
+    # the key exists now, so the conflicting version cannot come back: a clear error, status 2
     restore = run_mdq("dedupe", "--restore", cleanup_id, env=env)
     assert restore.returncode == 2
     assert f"cannot restore cleanup {cleanup_id}" in restore.stderr
+    assert f"mdq dedupe --swap {cleanup_id}" in restore.stderr
     assert "Traceback" not in restore.stderr
+    swapped = run_mdq("dedupe", "--swap", cleanup_id, env=env)
+    assert swapped.returncode == 0, swapped.stderr
+    assert "swapped 1 key(s)" in swapped.stdout
+    listed = run_mdq("dedupe", "--log", cleanup_id, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("exact_duplicate") == 3
+    assert "100/101/99/100.7/1200" in listed.stdout
