@@ -11,6 +11,7 @@ a fresh venv that installs every dependency too takes minutes and runs in CI as
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -175,9 +176,13 @@ def test_the_installed_wheel_runs_demo_and_check_from_another_directory(
         # the shipped files hold real error-severity findings: exit 1, never 2 (could not run)
         assert check.returncode == 1, check.stdout[-2000:] + check.stderr[-2000:]
         assert "created a new" not in check.stderr
-        # the same data and as_of as the demo: every finding is seen again, none new or resolved
+        # the same data and as_of as the demo: every finding is seen again, none new or resolved,
+        # and the open counts are the demo's (with at least one error: hence exit 1)
         assert "anomalies: 0 new, " in check.stdout and ", 0 resolved; open: " in check.stdout
-        assert "see them with: mdq anomalies" in check.stdout
+        demo_open = re.findall(r"open: (\d+) error, (\d+) warn", demo.stdout)
+        check_open = re.findall(r"open: (\d+) error, (\d+) warn", check.stdout)
+        assert len(demo_open) == 1 and check_open == demo_open
+        assert int(check_open[0][0]) > 0
     finally:
         embedded.stop(home)
     # dbt wrote under MDQ_HOME, never into the installed package or the working directories
