@@ -277,3 +277,35 @@ def test_mdq_report_command_writes_and_names_the_folder(demo: Database, tmp_path
     assert done.returncode == 0, done.stderr
     assert f"report written: {out.resolve() / 'index.html'} (1 series," in done.stdout
     assert len(list((out / "series").glob("*.html"))) == 1
+
+
+def test_mdq_report_serve_answers_on_loopback(demo: Database, tmp_path: Path) -> None:
+    import os
+    import signal
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MDQ_")}
+    env.update({"MDQ_DATABASE_URL": demo.url()})
+    out = tmp_path / "served"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mdq.cli", "report", "--out", str(out), "--serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert server.stderr is not None
+        line = ""
+        while "serving on" not in line:
+            line = server.stderr.readline()
+            assert line or server.poll() is None, "mdq report --serve exited"
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line
+        with urllib.request.urlopen(url.group(0) + "index.html", timeout=30) as answer:
+            assert answer.status == 200
+            assert "mdq quality report" in answer.read().decode()
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
