@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_backfill.py
 	$(BIN)/python bench/bench_calendar_checks.py
 	$(BIN)/python bench/bench_checks.py
+	$(BIN)/python bench/bench_report.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache dbt_project/target dbt_project/logs build dist
+	rm -rf $(VENV) .pytest_cache dbt_project/target dbt_project/logs build dist test-output
