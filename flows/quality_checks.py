@@ -15,6 +15,7 @@ from prefect.states import Completed, Failed, State
 from mdq import dbt_runner as dbt
 from mdq.config import load_settings
 from mdq.db import Database, open_database
+from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
 from mdq.quality import QualityReport, check_selection, persist_build_result
 
 
@@ -59,7 +60,10 @@ def _run_in_flow(
 ) -> State[QualityReport]:
     settings = load_settings()
     seen_at = datetime.now(UTC)
-    with open_database(settings) as database:
+    with (
+        open_database(settings) as database,
+        check_lock(database, wait_seconds=SCHEDULED_WAIT_SECONDS),
+    ):
         result = dbt.build(
             database,
             settings.dbt_schema,

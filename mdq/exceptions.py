@@ -378,3 +378,23 @@ class SwapRefused(TerminalError):
         self.cleanup_id = cleanup_id
         self.reason = reason
         super().__init__(f"cannot swap cleanup {cleanup_id}: {reason}; nothing was changed")
+
+
+class CheckAlreadyRunning(TransientError):
+    """Another ``mdq check`` (or quality flow, or health refresh) holds the database's check
+    lock; two at once would race on dbt's tables and on ``data_anomalies`` counters.
+
+    Attributes:
+        target: ``host:port/dbname`` of the database.
+        holder: who holds it (PostgreSQL backend pid and since when), when known.
+        waited: seconds this call waited.
+    """
+
+    def __init__(self, target: str, holder: str, waited: float) -> None:
+        self.target = target
+        self.holder = holder
+        self.waited = waited
+        super().__init__(
+            f"another mdq check is running on {target} ({holder}); waited {waited:.0f} s. "
+            "Run it again when that one has finished"
+        )

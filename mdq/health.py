@@ -14,6 +14,7 @@ series' newest candle and its age at ``as_of`` for reference.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -118,13 +119,17 @@ def run_health_check(
     given_as_of = as_of
     as_of = (as_of or now).astimezone(UTC)
     result = None
+    locked = contextlib.ExitStack()
     if refresh_staleness:
+        from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
         from mdq.quality import build_checks
 
+        # dbt's staleness models and data_anomalies are the checks': one at a time
+        locked.enter_context(check_lock(database, wait_seconds=SCHEDULED_WAIT_SECONDS))
         result = build_checks(
             database, schema, as_of=given_as_of, select=["+tag:staleness"], today=as_of.date()
         )
-    with connect(database) as conn, conn.transaction(force_rollback=not record):
+    with locked, connect(database) as conn, conn.transaction(force_rollback=not record):
         if result is not None:
             from mdq.quality import persist_on
 

@@ -148,8 +148,11 @@ def run_quality_checks(
     use_prefect: bool | None = None,
     seen_at: datetime | None = None,
     record: bool | None = None,
+    wait_seconds: float = 0.0,
 ) -> QualityReport:
     """Run dbt, persist every warning/failing test as anomalies (live runs), and report.
+
+    One run at a time per database (:func:`mdq.db.locks.check_lock`).
 
     Args:
         database: the project's database.
@@ -164,11 +167,14 @@ def run_quality_checks(
         seen_at: the run's time (default now, UTC).
         record: write the findings to ``data_anomalies``; None (default): only a live run
             (no ``as_of``) does, a run with ``as_of`` is a what-if (module docstring).
+        wait_seconds: how long to wait for another run holding the check lock (0: fail at
+            once).
 
     Returns:
         The report; ``verdict`` says ok / anomalies / broken.
 
     Raises:
+        CheckAlreadyRunning: another run held the check lock for ``wait_seconds``.
         DbtRunError: dbt could not run at all.
         DatabaseUnreachable: PostgreSQL is down.
         RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
@@ -181,18 +187,21 @@ def run_quality_checks(
     if record and as_of is not None:
         with connect(database) as conn:
             ensure_forward(conn, as_of)
-    result = build_checks(
-        database,
-        schema,
-        as_of=as_of,
-        select=select,
-        project_dir=project_dir,
-        use_prefect=use_prefect,
-        today=(as_of or seen_at).astimezone(UTC).date(),
-    )
-    return persist_build_result(
-        database, result, full_run=select is None, seen_at=seen_at, as_of=as_of, record=record
-    )
+    from mdq.db.locks import check_lock
+
+    with check_lock(database, wait_seconds=wait_seconds):
+        result = build_checks(
+            database,
+            schema,
+            as_of=as_of,
+            select=select,
+            project_dir=project_dir,
+            use_prefect=use_prefect,
+            today=(as_of or seen_at).astimezone(UTC).date(),
+        )
+        return persist_build_result(
+            database, result, full_run=select is None, seen_at=seen_at, as_of=as_of, record=record
+        )
 
 
 def build_checks(
