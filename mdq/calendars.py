@@ -10,7 +10,12 @@ Plain logic (no database, no Prefect). A calendar code is one of:
   Monday..Friday, session *d* = ``[d-1 17:00 NY, d 17:00 NY)``. Its UTC edges move with US daylight
   saving (21:00Z in summer, 22:00Z in winter), whatever Europe does (the real EURUSD file's weekend
   gaps run Fri 21:00/22:00Z to Sun 21:00/22:00Z). Source of the 17:00 NY roll: the convention of
-  the interbank FX market (CLS/NY close); no FX holidays are modelled.
+  the interbank FX market (CLS/NY close). Closures: the sessions dated 25 December and
+  1 January do not exist (``FX_CLOSED_DAYS``), the two days every major venue (EBS, Refinitiv
+  Matching, CME FX, the retail platforms) is closed for; exchange_calendars has no FX calendar, so
+  this is a documented rule, not a library's holiday list. Candles a vendor still prints on those
+  days (the real EURUSD file has thin quotes until 07:00Z on 2017-12-25) are outside any session:
+  never a gap, reported as out-of-session (warn).
 
 Every calendar also has a time zone and a *day roll-over*: a candle's session date is the local
 date of ``ts + roll-over`` in that zone (0 h for exchanges and 24/7, 7 h for FX, so that Sunday
@@ -46,6 +51,9 @@ DEFAULT_CALENDAR_BY_ASSET_CLASS: dict[str, str] = {
 _NEW_YORK = ZoneInfo("America/New_York")
 #: FX day roll-over: 17:00 New York is midnight of the next trading date.
 _FX_ROLL_HOUR = 17
+#: (month, day) of the FX session dates every major venue is closed for: Christmas Day and New
+#: Year's Day, whatever the weekday (no "observed" shift: the 26th and 2nd trade normally).
+FX_CLOSED_DAYS: frozenset[tuple[int, int]] = frozenset({(12, 25), (1, 1)})
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,8 @@ def sessions_fx(start: date, end: date) -> list[Session]:
 
     Session *d* is ``[d-1 17:00 NY, d 17:00 NY)``; Monday's opens Sunday 17:00 NY. Converted to
     UTC per instant, so the edges follow US daylight saving (e.g. 2024-03-08, EST: closes
-    22:00Z; 2024-03-10, EDT: opens 21:00Z).
+    22:00Z; 2024-03-10, EDT: opens 21:00Z). No session is dated 25 December or 1 January
+    (``FX_CLOSED_DAYS``).
 
     Args:
         start: first session date (inclusive).
@@ -192,7 +201,7 @@ def sessions_fx(start: date, end: date) -> list[Session]:
     sessions = []
     roll = time(_FX_ROLL_HOUR)
     for day in _days(start, end):
-        if day.weekday() >= 5:
+        if day.weekday() >= 5 or (day.month, day.day) in FX_CLOSED_DAYS:
             continue
         open_local = datetime.combine(day - timedelta(days=1), roll, _NEW_YORK)
         close_local = datetime.combine(day, roll, _NEW_YORK)

@@ -97,9 +97,10 @@ def test_fx_week_edges_follow_new_york(
     assert all(a.close_at == b.open_at for a, b in zip(week, week[1:], strict=False))
 
 
-def test_fx_sessions_contain_every_real_eurusd_candle_but_christmas() -> None:
-    """Every 2017 EURUSD bar lies inside an FX session, and every in-session hour has a bar
-    except at Christmas 2017 (a partial FX holiday not modelled)."""
+def test_fx_sessions_match_the_real_eurusd_file_with_christmas_closed() -> None:
+    """Every in-session hour of 2017 has a EURUSD bar (no holiday gap), and the only bars
+    outside a session are the vendor's thin Christmas-morning quotes (24 Dec 23:00Z to
+    25 Dec 07:00Z): the session dated 25 December does not exist."""
     frame = pd.read_csv(REAL_EURUSD)
     stamps = set(
         pd.to_datetime(frame["Time"], format="%d.%m.%Y %H:%M:%S.%f")
@@ -107,17 +108,31 @@ def test_fx_sessions_contain_every_real_eurusd_candle_but_christmas() -> None:
         .dt.to_pydatetime()
     )
     sessions = sessions_fx(date(2017, 1, 2), date(2017, 12, 30))
+    assert date(2017, 12, 25) not in {s.session_date for s in sessions}
     expected: set[datetime] = set()
     for session in sessions:
         hour = session.open_at
         while hour < session.close_at:
             expected.add(hour)
             hour += timedelta(hours=1)
-    assert stamps - expected == set()
-    missing = sorted(expected - stamps)
-    assert missing[0] == datetime(2017, 12, 24, 22, tzinfo=UTC)
-    assert len(missing) == 15
-    assert all(m.date() in (date(2017, 12, 24), date(2017, 12, 25)) for m in missing)
+    assert expected - stamps == set()
+    christmas = datetime(2017, 12, 24, 23, tzinfo=UTC)
+    assert sorted(stamps - expected) == [christmas + timedelta(hours=h) for h in range(9)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "closed"),
+    [
+        pytest.param(date(2024, 12, 23), date(2024, 12, 28), date(2024, 12, 25), id="xmas-wed"),
+        pytest.param(date(2024, 12, 30), date(2025, 1, 4), date(2025, 1, 1), id="new-year-wed"),
+        pytest.param(date(2020, 12, 21), date(2020, 12, 27), date(2020, 12, 25), id="xmas-fri"),
+    ],
+)
+def test_fx_closes_on_christmas_and_new_year(start: date, end: date, closed: date) -> None:
+    """25 Dec and 1 Jan have no FX session whatever the weekday; the days around them trade."""
+    dates = [s.session_date for s in sessions_fx(start, end)]
+    weekdays = [d for d in (start + timedelta(days=i) for i in range((end - start).days))]
+    assert dates == [d for d in weekdays if d.weekday() < 5 and d != closed]
 
 
 def test_calendar_info() -> None:

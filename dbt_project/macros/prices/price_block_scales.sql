@@ -2,8 +2,15 @@
     price_block_scales(features)
 
     Robust location and scale of log returns and of log ranges per
-    (symbol, timeframe, block_start), from the output of
+    (symbol, timeframe, time_bucket, block_start), from the output of
     price_candle_features (relation or CTE name `features`).
+
+    Session-aware: each time bucket has its own scale (price_candle_features:
+    'open' = the opening gap after a closure, judged against the series' own
+    overnight-gap scale over a year; 'first_hour' = the rest of the first hour
+    after an open; 'rest'; 'day' for daily candles). A return across missing
+    candles enters the estimate divided by the square root of the expected
+    candles elapsed (a per-candle scale, like the one it is judged against).
 
     Estimator, stated plainly: for each calendar block (a day of 1m candles,
     a month of 1h candles, a year of 1d candles: var
@@ -18,7 +25,7 @@
     Scale = 1.4826 x MAD, the normal-consistent sigma (Rousseeuw & Croux
     1993); it is null when no block has enough returns.
 
-    Returns one row per (symbol, timeframe, block_start) with
+    Returns one row per (symbol, timeframe, time_bucket, block_start) with
     return_candles, return_median, return_mad, range_median, range_mad and
     reference_return_median, reference_return_scale, reference_range_median,
     reference_range_scale, reference_block_start.
@@ -26,10 +33,24 @@
 {% macro price_block_scales(features) %}
 with
 
+scale_input as (
+    select
+        symbol,
+        asset_class,
+        timeframe,
+        time_bucket,
+        block_start,
+        log_return / sqrt(expected_candles) as log_return,
+        log_range
+    from {{ features }}
+    where is_valid
+),
+
 scale_medians as (
     select
         symbol,
         timeframe,
+        time_bucket,
         block_start,
         min(asset_class) as asset_class,
         count(log_return) as return_candles,
@@ -38,15 +59,15 @@ scale_medians as (
             as return_median,
         percentile_cont(0.5) within group (order by log_range)
             as range_median
-    from {{ features }}
-    where is_valid
-    group by symbol, timeframe, block_start
+    from scale_input
+    group by symbol, timeframe, time_bucket, block_start
 ),
 
 scale_deviations as (
     select
         features.symbol,
         features.timeframe,
+        features.time_bucket,
         features.block_start,
         percentile_cont(0.5) within group (
             order by abs(features.log_return - medians.return_median)
@@ -54,14 +75,16 @@ scale_deviations as (
         percentile_cont(0.5) within group (
             order by abs(features.log_range - medians.range_median)
         ) as range_mad
-    from {{ features }} as features
+    from scale_input as features
     inner join scale_medians as medians
         on
             features.symbol = medians.symbol
             and features.timeframe = medians.timeframe
+            and features.time_bucket = medians.time_bucket
             and features.block_start = medians.block_start
-    where features.is_valid
-    group by features.symbol, features.timeframe, features.block_start
+    group by
+        features.symbol, features.timeframe, features.time_bucket,
+        features.block_start
 ),
 
 scale_blocks as (
@@ -69,6 +92,7 @@ scale_blocks as (
         medians.symbol,
         medians.asset_class,
         medians.timeframe,
+        medians.time_bucket,
         medians.block_start,
         medians.return_candles,
         medians.range_candles,
@@ -84,6 +108,7 @@ scale_blocks as (
         on
             medians.symbol = deviations.symbol
             and medians.timeframe = deviations.timeframe
+            and medians.time_bucket = deviations.time_bucket
             and medians.block_start = deviations.block_start
 ),
 
@@ -97,13 +122,16 @@ scale_with_previous as (
         lag(range_median) over series as previous_range_median,
         lag(range_mad) over series as previous_range_mad
     from scale_blocks
-    window series as (partition by symbol, timeframe order by block_start)
+    window series as (
+        partition by symbol, timeframe, time_bucket order by block_start
+    )
 ),
 
 final as (
     select
         symbol,
         timeframe,
+        time_bucket,
         block_start,
         return_candles,
         return_median,

@@ -9,16 +9,43 @@
     extra_columns: more columns of `candles` passed through unchanged (e.g.
     ingested_at for the incremental models).
 
+    Nothing here depends on `as_of`: the incremental model stores these rows,
+    and whether a candle is still forming at `as_of` is decided when it is
+    judged (price_scored_candles, from final_at).
+
+    Calendar: the instrument's calendar (instruments.calendar, else var
+    calendar_by_asset_class), its session (int_trading_sessions_enumerated,
+    written by `mdq calendars refresh`) and its expected slot, by the same
+    rules as the calendar checks (mdq_sessionized_candles): session_date =
+    ((ts at time zone tz) + day roll-over)::date.
+
     Cost: one sort per (symbol, timeframe) for the lag/lead window (like a lag
-    gap scan) and hash joins to the instruments and trading calendars; no per-row percentile.
+    gap scan) and hash joins to the instruments and the enumerated sessions;
+    no per-row percentile.
 
     Returns a SELECT with one row per input candle and, besides the input
     columns:
-      session_date       exchange-local date of ts (time zone of the
-                         instrument's calendar in trading_calendars, written by
-                         `mdq calendars refresh`; UTC without an instruments
-                         row or a refreshed calendar)
+      calendar           the calendar code used
+      session_date       exchange-local session date of ts (UTC date without
+                         a refreshed calendar)
+      session_open_at, session_close_at  the session, UTC (null outside one)
+      is_early_close     the session closes early (exchange_calendars)
+      final_at           when the candle is final: the session close for 1d,
+                         the slot end (ts + timeframe, cut at the session
+                         close: early closes) for intraday; ts + timeframe
+                         without a session
+      slot_ordinal       expected-slot number of the candle in its calendar
+                         and timeframe (null without a session)
+      expected_candles   expected candles elapsed since the previous candle:
+                         slot_ordinal - previous slot_ordinal (>= 1; 1 when
+                         unknown). Returns are scaled by its square root.
       is_session_start   first candle of its session_date in the series
+      is_after_closure   intraday candle that starts a session following a
+                         closure (overnight, weekend, holiday): its return is
+                         the opening gap
+      time_bucket        scale bucket of the candle: 'day' (1d and longer),
+                         'open' (is_after_closure), 'first_hour' (the rest of
+                         the first hour after such an open), 'rest'
       is_valid           all four prices inside the safe range
                          (price_within_safe_range: logs, ratios and products
                          of two of them cannot overflow)
@@ -30,14 +57,14 @@
       lower_wick, upper_wick  ln(min(open, close) / low), ln(high / max(open, close))
       neighbour_range_median  median of the log ranges of the 2 previous and
                          2 next candles (price_median_of_4), null if none
-      dollar_volume      close x volume, quote currency; null when close or
-                         volume is outside the safe range
-      prev_dollar_volume_median  median dollar volume of the 4 previous candles
-      block_start        robust-scale block (price_scale_block_start)
+      prev_volume_median  median volume of the 4 previous candles, in the
+                         series' own unit (shares, contracts, ticks, base
+                         currency): never price x volume; volumes outside
+                         [0, price_safe_bound) are left out
+      block_start        robust-scale block (price_scale_block_start; a year
+                         for the 'open' bucket, which has one candle a session)
       is_flat_filler     volume = 0 and open = high = low = close = prev_close
                          (an outage forward-fill)
-      is_forming         is_final is false, or ts + timeframe > as_of - the
-                         forming_grace parameter (still-forming candle)
 -#}
 {% macro price_candle_features(candles, extra_columns=[]) %}
 with
@@ -57,31 +84,80 @@ price_input as (
         {%- for column in extra_columns %}
         candles.{{ column }},
         {%- endfor %}
-        coalesce(calendars.timezone, 'UTC') as time_zone
+        coalesce(
+            instruments.calendar,
+            {{ mdq_default_calendar('candles.asset_class') }}
+        ) as calendar
     from {{ candles }} as candles
     left join {{ ref('stg_market__instruments') }} as instruments
         on candles.symbol = instruments.symbol
+),
+
+price_dated as (
+    select
+        price_input.*,
+        coalesce(
+            (
+                (price_input.ts at time zone calendars.timezone)
+                + make_interval(hours => calendars.day_rollover_hours)
+            )::date,
+            (price_input.ts at time zone 'UTC')::date
+        ) as session_date
+    from price_input
     left join {{ ref('stg_market__trading_calendars') }} as calendars
-        on instruments.calendar = calendars.calendar
+        on price_input.calendar = calendars.calendar
 ),
 
 price_located as (
     select
-        *,
-        (ts at time zone time_zone)::date as session_date,
-        (
-            {{ price_within_safe_range('open') }}
-            and {{ price_within_safe_range('high') }}
-            and {{ price_within_safe_range('low') }}
-            and {{ price_within_safe_range('close') }}
-        ) as is_valid,
+        dated.*,
+        sessions.open_at as session_open_at,
+        sessions.close_at as session_close_at,
+        coalesce(sessions.is_early_close, false) as is_early_close,
         case
-            when
-                {{ price_within_safe_range('close') }}
-                and volume >= 0 and volume < {{ price_safe_bound() }}
-                then close * volume
-        end as dollar_volume
-    from price_input
+            when sessions.session_date is null then null
+            when dated.timeframe = '1d' then sessions.bars_before
+            when dated.ts >= sessions.open_at and dated.ts < sessions.close_at
+                then sessions.bars_before + floor(
+                    date_part('epoch', dated.ts - sessions.open_at)
+                    / sessions.timeframe_seconds
+                )::bigint
+        end as slot_ordinal,
+        case
+            when sessions.session_date is null
+                then dated.ts + {{ price_timeframe_interval('dated.timeframe') }}
+            when dated.timeframe = '1d' then sessions.close_at
+            else least(
+                dated.ts + {{ price_timeframe_interval('dated.timeframe') }},
+                sessions.close_at
+            )
+        end as final_at,
+        -- a session that follows a closure (its open is after the previous
+        -- session's last slot ends): overnight, weekend, holiday
+        coalesce(
+            dated.timeframe <> '1d'
+            and sessions.previous_session_last_slot_at
+            + make_interval(secs => sessions.timeframe_seconds)
+            < sessions.open_at,
+            false
+        ) as follows_closure,
+        (
+            {{ price_within_safe_range('dated.open') }}
+            and {{ price_within_safe_range('dated.high') }}
+            and {{ price_within_safe_range('dated.low') }}
+            and {{ price_within_safe_range('dated.close') }}
+        ) as is_valid,
+        -- volume usable for medians: a sum of four stays finite
+        case
+            when dated.volume >= 0 and dated.volume < {{ price_safe_bound() }}
+                then dated.volume
+        end as safe_volume
+    from price_dated as dated
+    left join {{ ref('int_trading_sessions_enumerated') }} as sessions
+        on
+            dated.calendar = sessions.calendar
+            and dated.timeframe = sessions.timeframe
+            and dated.session_date = sessions.session_date
 ),
 
 price_logs as (
@@ -101,16 +177,41 @@ price_lagged as (
         lag(close) over series as prev_close,
         lag(is_valid) over series as prev_is_valid,
         lag(session_date) over series as prev_session_date,
+        lag(slot_ordinal) over series as prev_slot_ordinal,
         lag(log_range, 1) over series as range_lag_1,
         lag(log_range, 2) over series as range_lag_2,
         lead(log_range, 1) over series as range_lead_1,
         lead(log_range, 2) over series as range_lead_2,
-        lag(dollar_volume, 1) over series as dollar_volume_lag_1,
-        lag(dollar_volume, 2) over series as dollar_volume_lag_2,
-        lag(dollar_volume, 3) over series as dollar_volume_lag_3,
-        lag(dollar_volume, 4) over series as dollar_volume_lag_4
+        lag(safe_volume, 1) over series as volume_lag_1,
+        lag(safe_volume, 2) over series as volume_lag_2,
+        lag(safe_volume, 3) over series as volume_lag_3,
+        lag(safe_volume, 4) over series as volume_lag_4
     from price_logs
     window series as (partition by symbol, timeframe order by ts)
+),
+
+price_bucketed as (
+    select
+        *,
+        (prev_session_date is null or session_date <> prev_session_date)
+            as is_session_start,
+        (
+            follows_closure
+            and prev_session_date is not null
+            and session_date <> prev_session_date
+        ) as is_after_closure,
+        case
+            when timeframe not like '%m' and timeframe not like '%h' then 'day'
+            when
+                follows_closure
+                and prev_session_date is not null
+                and session_date <> prev_session_date
+                then 'open'
+            when follows_closure and ts < session_open_at + interval '1 hour'
+                then 'first_hour'
+            else 'rest'
+        end as time_bucket
+    from price_lagged
 ),
 
 final as (
@@ -125,9 +226,19 @@ final as (
         close,
         volume,
         is_final,
+        calendar,
         session_date,
-        (prev_session_date is null or session_date <> prev_session_date)
-            as is_session_start,
+        session_open_at,
+        session_close_at,
+        is_early_close,
+        final_at,
+        slot_ordinal,
+        greatest(
+            coalesce(slot_ordinal - prev_slot_ordinal, 1), 1
+        )::bigint as expected_candles,
+        is_session_start,
+        is_after_closure,
+        time_bucket,
         is_valid,
         prev_ts,
         prev_close,
@@ -144,11 +255,13 @@ final as (
         {{ price_median_of_4('range_lag_1', 'range_lag_2',
                              'range_lead_1', 'range_lead_2') }}
             as neighbour_range_median,
-        dollar_volume,
-        {{ price_median_of_4('dollar_volume_lag_1', 'dollar_volume_lag_2',
-                             'dollar_volume_lag_3', 'dollar_volume_lag_4') }}
-            as prev_dollar_volume_median,
-        {{ price_scale_block_start('ts', 'timeframe') }} as block_start,
+        {{ price_median_of_4('volume_lag_1', 'volume_lag_2',
+                             'volume_lag_3', 'volume_lag_4') }}
+            as prev_volume_median,
+        case
+            when time_bucket = 'open' then date_trunc('year', ts, 'UTC')
+            else {{ price_scale_block_start('ts', 'timeframe') }}
+        end as block_start,
         {%- for column in extra_columns %}
         {{ column }},
         {%- endfor %}
@@ -156,17 +269,13 @@ final as (
             volume = 0
             and open = high and high = low and low = close
             and close = prev_close
-        ) is true as is_flat_filler,
-        (
-            not is_final
-            or ts + {{ price_timeframe_interval('timeframe') }}
-            > {{ price_check_as_of() }}
-            - {{ mdq_setting('mdq_forming_grace') }}::interval
-        ) is true as is_forming
-    from price_lagged
+        ) is true as is_flat_filler
+    from price_bucketed
 )
 
 select * from final
+{% endmacro %}
+
 {% endmacro %}
 
 

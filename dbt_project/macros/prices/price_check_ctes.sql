@@ -10,6 +10,7 @@
       price_split_matches  price_known_split_matches
       price_scored         price_scored_candles
       price_suspects       price_split_suspects
+      price_unit_changes   price_unit_changes
     PostgreSQL evaluates only the CTEs a test reads.
 
     Args:
@@ -92,6 +93,10 @@ price_scored as (
 
 price_suspects as (
     {{ price_split_suspects('price_scored') }}
+),
+
+price_unit_changes as (
+    {{ price_unit_changes('price_scored') }}
 )
 {% endmacro %}
 

@@ -108,3 +108,26 @@
                           'price_checks_lookback_min') }}::interval
     )
 {% endmacro %}
+
+{#-
+    price_volume_kind(asset_class_column)
+
+    What a candle's volume counts, by asset class, as a SQL text expression
+    for failure reasons: 'tick volume' (forex: FX feeds count price updates,
+    there is no central tape), 'contract volume' (future, option),
+    'base-currency volume' (crypto), 'share volume' (stock, etf, fund), else
+    'volume'. Volume is always compared in this unit, never as price x
+    volume (a bad price would inflate it).
+-#}
+{% macro price_volume_kind(asset_class_column) %}
+    (case {{ asset_class_column }}
+        when 'forex' then 'tick volume'
+        when 'future' then 'contract volume'
+        when 'option' then 'contract volume'
+        when 'crypto' then 'base-currency volume'
+        when 'stock' then 'share volume'
+        when 'etf' then 'share volume'
+        when 'fund' then 'share volume'
+        else 'volume'
+    end)
+{% endmacro %}

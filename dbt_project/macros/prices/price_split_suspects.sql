@@ -9,14 +9,21 @@
          (is_outlier_move), and it does not undo the previous candle's
          outlier move (that is the recovery from a bad print);
       2. ln(open / prev_close) or ln(close / prev_close) lies within
-         `mdq_split_log_tolerance` of -ln(k) for a k of `mdq_split_ratios` (the
-         closest k is reported);
-      3. its dollar volume is below `mdq_split_max_dollar_volume_ratio` x the
-         median of the 4 previous candles (or unknown). A split changes the
-         share count, not the value traded: on the real AAPL splits of
-         2000-06-21 / 2005-02-28 and MSFT 2003-02-18 the ratio is 0.8 / 0.3 /
-         0.3, while the real AAPL crash of 2000-09-29 (-52 %, a close ratio of
-         0.48, near 1/2) traded 8.9x its dollar volume;
+         `mdq_split_log_tolerance` of -ln(k) for some k = p/q, p and q coprime
+         integers from 1 to `mdq_split_max_term` (20: 7-for-1, 20-for-1,
+         3-for-2, 1-for-3, 1-for-8 ...). Among those, the nearest wins, with
+         a small preference for simple ratios: the score is the log distance
+         + `mdq_split_simplicity_weight` x ln(p q) (rationals with terms up to
+         20 lie as close as 0.026 apart in log near 3/2, and the day's own move
+         is of that size: 3/2 must beat 20/13). The reason names it "p-for-q";
+      3. its volume on the old share basis (volume / k, in the series' own
+         unit, never price x volume) is below `mdq_split_max_volume_ratio` x
+         the median of the 4 previous candles (or unknown). A k-for-1 split
+         multiplies the shares traded by about k and leaves the value traded
+         alone: on the real AAPL splits of 2000-06-21 / 2005-02-28 and MSFT
+         2003-02-18 this ratio is about 0.8 / 0.3 / 0.3, while the real AAPL
+         crash of 2000-09-29 (-52 %, a close ratio of 0.48, near 1/2) traded
+         about 18x its usual shares, 9x on the old basis;
       4. the new level persists: the jump candle and the next
          `mdq_split_persist_candles` candles of the series (sessions for 1d) all
          close nearer prev_close / k than prev_close (in log). When the data
@@ -25,23 +32,36 @@
          provisional; a later run re-judges it.
 
     Returns one row per suspect: symbol, asset_class, timeframe, ts,
-    prev_close, close, close_ratio, split_k, expected_ratio (1/k), split_fit,
-    dollar_volume_ratio, persist_candles, persist_required.
+    prev_close, close, close_ratio, split_k, split_label ('7-for-1'),
+    expected_ratio (1/k), split_fit, volume_ratio (raw), basis_volume_ratio
+    (volume_ratio / k), persist_candles, persist_required.
+
+    Raises a compiler error when var mdq_split_max_term is not an integer
+    from 2 to 100.
 -#}
 {% macro price_split_suspects(scored) %}
-{%- set ratios = mdq_quote_list(
-    var('mdq_split_ratios', [2, 3, 4, 5, 10, 1.5, 0.5, 0.2, 0.1]), 'mdq_split_ratios') -%}
+{%- set max_term = var('mdq_split_max_term', 20) -%}
 {%- set classes = mdq_quote_list(
     var('mdq_split_asset_classes', ['stock']), 'mdq_split_asset_classes') -%}
-{%- if ratios | length == 0 -%}
+{%- if max_term is not number or max_term != max_term | int or max_term < 2 or max_term > 100 -%}
     {{ exceptions.raise_compiler_error(
-        "price_split_suspects: var mdq_split_ratios is empty; expected e.g. [2, 3, 0.5]") }}
+        "price_split_suspects: var mdq_split_max_term must be an integer from 2 to 100, got "
+        ~ max_term) }}
 {%- endif -%}
 with
 
+-- every ratio p/q in lowest terms, 1 <= p, q <= max_term, p <> q
 suspect_ratios as (
-    select ratio::double precision as split_k
-    from (values {% for ratio in ratios %}({{ mdq_quote_number(ratio, 'mdq_split_ratios') }}){{ ',' if not loop.last }}{% endfor %}) as ratios (ratio)
+    select
+        new_shares.p,
+        old_shares.q,
+        new_shares.p::double precision / old_shares.q as split_k,
+        new_shares.p || '-for-' || old_shares.q as split_label
+    from generate_series(1, {{ max_term | int }}) as new_shares (p)
+    cross join generate_series(1, {{ max_term | int }}) as old_shares (q)
+    where
+        gcd(new_shares.p, old_shares.q) = 1
+        and new_shares.p <> old_shares.q
 ),
 
 -- the few candidate moves, materialised before any join so that the
@@ -57,7 +77,7 @@ suspect_candidates as materialized (
         scored.close,
         scored.log_return,
         scored.log_open_gap,
-        scored.dollar_volume_ratio
+        scored.volume_ratio
     from {{ scored }} as scored
     where
         scored.is_outlier_move
@@ -83,9 +103,12 @@ suspect_moves as (
         candidates.*,
         {{ mdq_setting('mdq_split_log_tolerance', 'candidates.asset_class',
                              'candidates.timeframe', cast='double precision') }} as tolerance,
-        {{ mdq_setting('mdq_split_max_dollar_volume_ratio',
+        {{ mdq_setting('mdq_split_max_volume_ratio',
                              'candidates.asset_class', 'candidates.timeframe', cast='double precision') }}
-            as max_dollar_volume_ratio,
+            as max_volume_ratio,
+        {{ mdq_setting('mdq_split_simplicity_weight',
+                             'candidates.asset_class', 'candidates.timeframe', cast='double precision') }}
+            as simplicity_weight,
         {{ mdq_setting('mdq_split_persist_candles', 'candidates.asset_class',
                              'candidates.timeframe', cast='double precision') }} as persist_required
     from suspect_candidates as candidates
@@ -100,34 +123,42 @@ suspect_moves as (
     where prior.ts is null
 ),
 
-suspect_fits as (
+suspect_distances as (
     select
         moves.*,
         ratios.split_k,
+        ratios.split_label,
+        ratios.p,
+        ratios.q,
         least(
             abs(moves.log_return + ln(ratios.split_k)),
             abs(moves.log_open_gap + ln(ratios.split_k))
-        ) as split_fit,
-        row_number() over (
-            partition by moves.symbol, moves.timeframe, moves.ts
-            order by least(
-                abs(moves.log_return + ln(ratios.split_k)),
-                abs(moves.log_open_gap + ln(ratios.split_k))
-            )
-        ) as fit_rank
+        ) as split_fit
     from suspect_moves as moves
     cross join suspect_ratios as ratios
 ),
 
+suspect_fits as (
+    select
+        *,
+        row_number() over (
+            partition by symbol, timeframe, ts
+            order by split_fit + simplicity_weight * ln(p * q), p + q
+        ) as fit_rank
+    from suspect_distances
+    where split_fit <= tolerance
+),
+
 suspect_shapes as materialized (
-    select *
+    select
+        *,
+        volume_ratio / split_k as basis_volume_ratio
     from suspect_fits
     where
         fit_rank = 1
-        and split_fit <= tolerance
         and (
-            dollar_volume_ratio is null
-            or dollar_volume_ratio < max_dollar_volume_ratio
+            volume_ratio is null
+            or volume_ratio / split_k < max_volume_ratio
         )
 ),
 
@@ -189,9 +220,11 @@ final as (
         shapes.close,
         shapes.close / shapes.prev_close as close_ratio,
         shapes.split_k,
+        shapes.split_label,
         1 / shapes.split_k as expected_ratio,
         shapes.split_fit,
-        shapes.dollar_volume_ratio,
+        shapes.volume_ratio,
+        shapes.basis_volume_ratio,
         persistence.persist_candles,
         shapes.persist_required
     from suspect_shapes as shapes

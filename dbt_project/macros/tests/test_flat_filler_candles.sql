@@ -23,7 +23,7 @@ fillers as (
         ts,
         prev_ts,
         close
-    from price_features
+    from price_scored
     where is_flat_filler and not is_forming
 ),
 

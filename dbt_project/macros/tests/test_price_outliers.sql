@@ -4,24 +4,31 @@
     neutralised, price_known_split_matches) is an outlier when its robust z
     (price_block_scales: block median and 1.4826 x MAD) reaches outlier_z
     AND the simple move reaches outlier_min_move (the seed's 20 % kept as a
-    floor; with too little history the floor alone decides). Split suspects
-    (price_split_suspects) and still-forming candles are not outliers.
-    A move on >= outlier_confirmed_volume_ratio x the previous dollar volume
-    is volume-confirmed, and a move whose new level the next candle holds
-    (not undone) is level-confirmed: both are likely real moves (news, an
-    election) and get outlier_confirmed_severity. A move the next candle
-    undoes (a bad print), or one with no next candle yet, keeps
+    floor; with too little history the floor alone decides). Scales are
+    session-aware (price_block_scales): a return across missing candles is
+    divided by the square root of the expected candles elapsed, the opening
+    gap after a closure is judged against the series' own overnight-gap scale
+    (and the daily floor), the first hour against first hours. Split suspects
+    (price_split_suspects), unit changes (price_unit_changes), known
+    dividends and still-forming candles (before the session close or slot
+    end, per the calendar) are not outliers.
+    A move the next candle undoes is a bad print: outlier_severity (error)
+    whatever the volume (a bad price inflates any price x volume measure,
+    and a print is bad however many shares it claims). Otherwise a move on
+    >= outlier_confirmed_volume_ratio x the median volume of the 4 previous
+    candles (the candle's own volume: shares, contracts, ticks; never price x
+    volume) is volume-confirmed, and a move whose new level the next candle
+    holds is level-confirmed: both are likely real moves (news, an election)
+    and get outlier_confirmed_severity. A move with no next candle yet keeps
     outlier_severity.
-    In intraday exchange data the first candle of a session carries the
-    overnight move and is judged like any other: the real AAPL 1m opening
-    gap of -9.1 % on 2026-07-31 is reported, volume-confirmed (warn).
 
     One row per outlier candle (anomaly contract); observed_value = robust z
     (or the simple move when no scale exists), expected_value = the threshold
     it was judged against. A bad print that the next candle undoes (the
     two moves cancel to within half) is one row, not two: the recovery is
     not reported and recovery_ts names it. Extra columns: simple_move,
-    dollar_volume_ratio, is_volume_confirmed, is_level_held, recovery_ts.
+    volume_ratio, is_volume_confirmed, is_level_held, recovery_ts,
+    expected_candles.
 -#}
 {% test price_outliers(model, lookback=none, is_final_column='is_final', scored_model=none) %}
 
@@ -43,7 +50,12 @@ candidates as materialized (
             moves.symbol = suspects.symbol
             and moves.timeframe = suspects.timeframe
             and moves.ts = suspects.ts
-    where suspects.ts is null
+    left join price_unit_changes as unit_changes
+        on
+            moves.symbol = unit_changes.symbol
+            and moves.timeframe = unit_changes.timeframe
+            and moves.ts = unit_changes.ts
+    where suspects.ts is null and unit_changes.ts is null
 ),
 
 -- a bad print and its recovery are two outlier moves: report the print once
@@ -69,7 +81,7 @@ outliers as (
         scored.*,
         spikes.recovery_ts,
         (
-            scored.dollar_volume_ratio
+            scored.volume_ratio
             >= {{ mdq_setting('mdq_outlier_confirmed_volume_ratio',
                               'scored.asset_class', 'scored.timeframe', cast='double precision') }}
         ) is true as is_volume_confirmed,
@@ -100,6 +112,8 @@ final as (
         'price_outliers'::text as check_name,
         'outlier'::text as anomaly_type,
         (case
+            when recovery_ts is not null
+                then {{ mdq_setting('mdq_outlier_severity') }}
             when is_volume_confirmed or is_level_held
                 then {{ mdq_setting('mdq_outlier_confirmed_severity') }}
             else {{ mdq_setting('mdq_outlier_severity') }}
@@ -115,16 +129,32 @@ final as (
             else outlier_min_move
         end)::double precision as expected_value,
         format(
-            'close %s -> %s (%s%%): %s; dollar volume %sx the previous 4 candles%s%s',
+            'close %s -> %s (%s%%%s): %s; %s %sx the previous 4 candles%s%s',
             prev_close,
             close,
             {{ price_round('100 * simple_move') }},
             case
+                when dividend_cash is not null
+                    then format(' after a dividend of %s', dividend_cash)
+                else ''
+            end
+            || case
+                when expected_candles > 1
+                    then format(' over %s expected candles', expected_candles)
+                else ''
+            end,
+            case
                 when return_z is not null
                     then format(
-                        'robust z %s against threshold %s (scale %s%% per candle), floor %s%%',
+                        'robust z %s against threshold %s (%s scale %s%% per candle), floor %s%%',
                         {{ price_round('return_z', 1) }},
                         outlier_z_threshold,
+                        case time_bucket
+                            when 'open' then 'overnight-gap'
+                            when 'first_hour' then 'first-hour'
+                            when 'rest' then 'intraday'
+                            else 'daily'
+                        end,
                         {{ price_round('100 * reference_return_scale', 3) }},
                         {{ price_round('100 * outlier_min_move') }}
                     )
@@ -133,12 +163,14 @@ final as (
                     {{ price_round('100 * outlier_min_move') }}
                 )
             end,
-            coalesce({{ price_round('dollar_volume_ratio', 1) }}::text, 'n/a'),
+            {{ price_volume_kind('asset_class') }},
+            coalesce({{ price_round('volume_ratio', 1) }}::text, 'n/a'),
             case
+                when recovery_ts is not null then ''
                 when is_volume_confirmed then ' (volume-confirmed: likely a real move)'
                 when is_level_held
                     then ' (the next candle held the new level: likely a real move)'
-                else ''
+                else ' (no next candle yet)'
             end,
             case
                 when recovery_ts is not null
@@ -147,10 +179,11 @@ final as (
             end
         ) as failure_reason,
         simple_move,
-        dollar_volume_ratio,
+        volume_ratio,
         is_volume_confirmed,
         is_level_held,
-        recovery_ts
+        recovery_ts,
+        expected_candles
     from outliers
 )
 

@@ -2,8 +2,9 @@
     split_suspects: corporate actions seen in the prices (field case BH-12).
     Three anomaly types:
       split_suspect        an unknown jump that looks like a split
-                           (price_split_suspects: near a common ratio, dollar
-                           volume not abnormal, new level persists);
+                           (price_split_suspects: near a ratio p/q with p, q
+                           up to 20, named "7-for-1"; volume on the old share
+                           basis not abnormal; new level persists);
                            observed_value = close ratio, expected_value = 1/k.
                            persist_candles < persist_required = provisional.
       split_date_mismatch  a split in corporate_actions whose price step
@@ -35,14 +36,16 @@ suspect_rows as (
         close_ratio as observed_value,
         expected_ratio as expected_value,
         format(
-            'close %s -> %s (ratio %s, near %s for a split ratio of %s) with dollar volume %sx '
-            'the previous 4 candles; new level held for %s of %s candles%s',
+            'close %s -> %s (ratio %s, near %s: a %s split) with %s %sx the previous 4 '
+            'candles (%sx on the old share basis); new level held for %s of %s candles%s',
             prev_close,
             close,
             {{ price_round('close_ratio', 3) }},
             {{ price_round('expected_ratio', 3) }},
-            split_k,
-            coalesce({{ price_round('dollar_volume_ratio', 2) }}::text, 'n/a'),
+            split_label,
+            {{ price_volume_kind('asset_class') }},
+            coalesce({{ price_round('volume_ratio', 2) }}::text, 'n/a'),
+            coalesce({{ price_round('basis_volume_ratio', 2) }}::text, 'n/a'),
             persist_candles,
             persist_required,
             case
@@ -52,6 +55,7 @@ suspect_rows as (
             end
         ) as failure_reason,
         split_k,
+        split_label,
         persist_candles::integer as persist_candles
     from price_suspects
 ),
@@ -99,6 +103,7 @@ known_rows as (
             )
         end as failure_reason,
         split_ratio as split_k,
+        null::text as split_label,
         null::integer as persist_candles
     from price_split_matches
     where match_status = 'not_observed' or session_offset <> 0
@@ -118,6 +123,7 @@ final as (
         expected_value::double precision as expected_value,
         failure_reason,
         split_k,
+        split_label,
         persist_candles
     from suspect_rows
     union all
@@ -134,6 +140,7 @@ final as (
         expected_value,
         failure_reason,
         split_k,
+        split_label,
         persist_candles
     from known_rows
 )

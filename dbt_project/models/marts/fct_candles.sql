@@ -24,6 +24,55 @@ scales as (
     select * from {{ ref('int_candle_scales_estimated') }}
 ),
 
+corporate_actions as (
+    select * from {{ ref('stg_market__corporate_actions') }}
+),
+
+-- known cash dividends at the first candle of their ex-date session: the
+-- factor (prev_close - dividend) / prev_close the earlier prices are
+-- multiplied by in the total-return series (the Adj Close convention)
+dividend_events as (
+    select
+        features.symbol,
+        features.timeframe,
+        features.ts as jump_ts,
+        -ln(
+            (features.prev_close - dividends.dividend_cash) / features.prev_close
+        ) as dividend_log_ratio
+    from features
+    inner join (
+        select
+            symbol,
+            effective_date,
+            sum(cash_amount) as dividend_cash
+        from corporate_actions
+        where action_type = 'dividend' and cash_amount > 0
+        group by symbol, effective_date
+    ) as dividends
+        on
+            features.symbol = dividends.symbol
+            and features.session_date = dividends.effective_date
+            and features.is_session_start
+    where features.prev_close > dividends.dividend_cash
+),
+
+-- candles before each ex-date are scaled by the dividend factors of every
+-- later ex-date
+dividend_segments as (
+    select
+        symbol,
+        timeframe,
+        lag(jump_ts) over series as segment_from,
+        jump_ts as segment_to,
+        sum(dividend_log_ratio) over (
+            partition by symbol, timeframe
+            order by jump_ts desc
+            rows between unbounded preceding and current row
+        ) as later_log_ratio
+    from dividend_events
+    window series as (partition by symbol, timeframe order by jump_ts)
+),
+
 matched_splits as (
     select
         symbol,
@@ -69,7 +118,14 @@ series_split_factor as (
     select
         series.symbol,
         series.timeframe,
-        exp(coalesce(sum(matched_splits.split_log_ratio), 0)) as split_factor
+        exp(coalesce(sum(matched_splits.split_log_ratio), 0))
+        * exp(coalesce((
+            select sum(dividends.dividend_log_ratio)
+            from dividend_events as dividends
+            where
+                dividends.symbol = series.symbol
+                and dividends.timeframe = series.timeframe
+        ), 0)) as split_factor
     from series
     left join matched_splits
         on
@@ -78,17 +134,20 @@ series_split_factor as (
     group by series.symbol, series.timeframe
 ),
 
--- the factor stored on each series' earliest candle (one index probe per
--- series); a series whose splits changed is rebuilt in full
+-- the split x dividend factor stored on each series' earliest candle (one
+-- index probe per series); a series whose corporate actions changed is
+-- rebuilt in full
 stored_split_factor as (
     select
         series_split_factor.symbol,
         series_split_factor.timeframe,
         series_split_factor.split_factor,
-        earliest.split_factor as stored_split_factor
+        earliest.split_factor * earliest.dividend_factor as stored_split_factor
     from series_split_factor
     left join lateral (
-        select stored.split_factor
+        select
+            stored.split_factor,
+            stored.dividend_factor
         from {{ this }} as stored
         where
             stored.symbol = series_split_factor.symbol
@@ -96,6 +155,30 @@ stored_split_factor as (
         order by stored.ts
         limit 1
     ) as earliest on true
+),
+
+-- candles after the newest stored one (e.g. still forming at the last run,
+-- final now): recomputed although nothing new was ingested
+unfinished_tails as (
+    select
+        series.symbol,
+        series.timeframe,
+        min(features.ts)
+        - {{ price_lookback_interval('features.timeframe') }} as recompute_from
+    from series
+    left join lateral (
+        select max(stored.ts) as stored_until
+        from {{ this }} as stored
+        where
+            stored.symbol = series.symbol
+            and stored.timeframe = series.timeframe
+    ) as newest on true
+    inner join features
+        on
+            series.symbol = features.symbol
+            and series.timeframe = features.timeframe
+            and features.ts > coalesce(newest.stored_until, '-infinity')
+    group by series.symbol, series.timeframe, features.timeframe
 ),
 
 new_candles as (
@@ -133,6 +216,12 @@ recompute_reasons as (
         timeframe,
         recompute_from
     from rebuilt_series
+    union all
+    select
+        symbol,
+        timeframe,
+        recompute_from
+    from unfinished_tails
 ),
 
 changed_series as (
@@ -169,7 +258,8 @@ scored as (
 adjusted as (
     select
         candles.*,
-        exp(coalesce(segments.later_log_ratio, 0)) as split_factor
+        exp(coalesce(segments.later_log_ratio, 0)) as split_factor,
+        exp(-coalesce(dividends.later_log_ratio, 0)) as dividend_factor
     from scored as candles
     left join split_segments as segments
         on
@@ -179,6 +269,15 @@ adjusted as (
             and (
                 segments.segment_from is null
                 or candles.ts >= segments.segment_from
+            )
+    left join dividend_segments as dividends
+        on
+            candles.symbol = dividends.symbol
+            and candles.timeframe = dividends.timeframe
+            and candles.ts < dividends.segment_to
+            and (
+                dividends.segment_from is null
+                or candles.ts >= dividends.segment_from
             )
 ),
 
@@ -202,12 +301,21 @@ final as (
         {{ price_safe_split_adjust('low', '/') }} as adjusted_low,
         {{ price_safe_split_adjust('close', '/') }} as adjusted_close,
         {{ price_safe_split_adjust('volume', '*') }} as adjusted_volume,
+        -- total return: split-adjusted and scaled by every later ex-dividend
+        -- factor (prev_close - dividend) / prev_close, so that its log
+        -- returns are the total log returns (dividends reinvested)
+        dividend_factor,
+        {{ price_safe_split_adjust('close', '/') }} * dividend_factor
+            as total_return_close,
         -- returns
-        adjusted_log_return as log_return,
+        log_return + coalesce(split_log_ratio, 0) as log_return,
+        adjusted_log_return as total_log_return,
         return_z as return_robust_z,
         range_ratio,
         -- flags
         split_log_ratio is not null as is_split_session,
+        dividend_cash is not null as is_ex_dividend,
+        dividend_cash,
         is_outlier_move,
         is_wick_outlier,
         -- lineage

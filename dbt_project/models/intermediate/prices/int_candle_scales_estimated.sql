@@ -1,9 +1,10 @@
--- grain: one row per symbol, timeframe, block_start (robust-scale block, UTC)
+-- grain: one row per symbol, timeframe, time_bucket, block_start (robust-scale
+-- block, UTC)
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key=['symbol', 'timeframe', 'block_start'],
+        unique_key=['symbol', 'timeframe', 'time_bucket', 'block_start'],
     )
 }}
 
@@ -19,19 +20,20 @@ last_run as (
     select max(max_ingested_at) as last_ingested_at from {{ this }}
 ),
 
--- the first block of each series touched by candles written since the
--- last run; it and every later block are recomputed
+-- the first block of each series and time bucket touched by candles written
+-- since the last run; it and every later block are recomputed
 changed_series as (
     select
         features.symbol,
         features.timeframe,
+        features.time_bucket,
         min(features.block_start) as first_changed_block
     from features
     cross join last_run
     where
         last_run.last_ingested_at is null
         or features.ingested_at > last_run.last_ingested_at
-    group by features.symbol, features.timeframe
+    group by features.symbol, features.timeframe, features.time_bucket
 ),
 
 -- the block before it, so that the warm-up fallback sees its predecessor
@@ -39,6 +41,7 @@ previous_blocks as (
     select
         changed_series.symbol,
         changed_series.timeframe,
+        changed_series.time_bucket,
         changed_series.first_changed_block,
         coalesce(
             max(blocks.block_start), changed_series.first_changed_block
@@ -48,10 +51,12 @@ previous_blocks as (
         on
             changed_series.symbol = blocks.symbol
             and changed_series.timeframe = blocks.timeframe
+            and changed_series.time_bucket = blocks.time_bucket
             and blocks.block_start < changed_series.first_changed_block
     group by
         changed_series.symbol,
         changed_series.timeframe,
+        changed_series.time_bucket,
         changed_series.first_changed_block
 ),
 
@@ -62,6 +67,7 @@ input_features as (
         on
             features.symbol = previous_blocks.symbol
             and features.timeframe = previous_blocks.timeframe
+            and features.time_bucket = previous_blocks.time_bucket
             and features.block_start >= previous_blocks.read_from_block
 ),
 
@@ -71,6 +77,7 @@ previous_blocks as (
     select
         null::text as symbol,
         null::text as timeframe,
+        null::text as time_bucket,
         null::timestamptz as first_changed_block
     where false
 ),
@@ -89,16 +96,18 @@ block_ingestion as (
     select
         symbol,
         timeframe,
+        time_bucket,
         block_start,
         max(ingested_at) as max_ingested_at
     from input_features
-    group by symbol, timeframe, block_start
+    group by symbol, timeframe, time_bucket, block_start
 ),
 
 final as (
     select
         scales.symbol,
         scales.timeframe,
+        scales.time_bucket,
         scales.block_start,
         scales.return_candles,
         scales.return_median,
@@ -116,12 +125,14 @@ final as (
         on
             scales.symbol = block_ingestion.symbol
             and scales.timeframe = block_ingestion.timeframe
+            and scales.time_bucket = block_ingestion.time_bucket
             and scales.block_start = block_ingestion.block_start
     {% if is_incremental() %}
     inner join previous_blocks
         on
             scales.symbol = previous_blocks.symbol
             and scales.timeframe = previous_blocks.timeframe
+            and scales.time_bucket = previous_blocks.time_bucket
             and scales.block_start >= previous_blocks.first_changed_block
     {% endif %}
 )
