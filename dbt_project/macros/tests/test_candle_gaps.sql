@@ -23,6 +23,13 @@
         midnight exchange time). Out-of-session candles are ignored (see
         out_of_session_candles). Cost: one join to the enumerated sessions and
         one lag() scan.
+
+    Early-close stubs: many vendors omit the last, partial bar of an
+    early-close session (NYSE 1h bars on 2024-11-29 close at 13:00: the 12:30
+    slot is 30 minutes long). A hole that is exactly that one slot follows
+    var `mdq_early_close_stub` (per asset class and timeframe): 'ignore' (the
+    default: no row), 'warn' (one row, anomaly_type 'early_close_stub',
+    severity warn) or 'gap' (an ordinary gap).
 -#}
 with
 
@@ -124,6 +131,17 @@ holes as (
         jumps.previous_ts,
         jumps.ts,
         jumps.slot_ordinal - jumps.previous_slot_ordinal - 1 as missing_candles,
+        -- the one missing slot is the partial last slot of an early close
+        (
+            jumps.timeframe <> '1d'
+            and previous_sessions.is_early_close
+            and jumps.slot_ordinal - jumps.previous_slot_ordinal = 2
+            and jumps.previous_slot_ordinal + 1
+            = previous_sessions.bars_before + previous_sessions.bars_in_session - 1
+            and previous_sessions.last_slot_at
+            + make_interval(secs => jumps.timeframe_seconds)
+            > previous_sessions.close_at
+        ) as is_early_close_stub,
         -- first missing slot: the next slot of the previous candle's session,
         -- else the first slot of the session after it
         case
@@ -192,16 +210,30 @@ classified as (
         and holes.first_missing_at = shared_holes.first_missing_at
 ),
 
+judged as (
+    select
+        classified.*,
+        classified.is_early_close_stub
+        and {{ mdq_setting('mdq_early_close_stub', 'classified.asset_class',
+                           'classified.timeframe') }} = 'warn' as is_labelled_stub
+    from classified
+    where
+        not classified.is_early_close_stub
+        or {{ mdq_setting('mdq_early_close_stub', 'classified.asset_class',
+                          'classified.timeframe') }} <> 'ignore'
+),
+
 final as (
     select
         'candle_gaps'::text as check_name,
         case
+            when is_labelled_stub then 'early_close_stub'
             when is_confirmed_empty then 'source_no_data'
             when is_venue_wide then 'venue_outage'
             else 'gap'
         end::text as anomaly_type,
         case
-            when is_confirmed_empty then 'warn'
+            when is_confirmed_empty or is_labelled_stub then 'warn'
             when missing_candles
                 >= {{ mdq_setting(error_after_var, 'asset_class', 'timeframe') }}
                 then 'error'
@@ -228,6 +260,9 @@ final as (
             end
             || ' on calendar ' || calendar
             || case
+                when is_labelled_stub
+                    then ' (the partial last bar of an early-close session, which'
+                    || ' many vendors omit)'
                 when is_confirmed_empty then ' (source confirmed no data)'
                 when is_venue_wide then ' (same hole in other symbols of ' || venue || ')'
                 else ''
@@ -237,7 +272,7 @@ final as (
         venue,
         previous_ts,
         ts as next_ts
-    from classified
+    from judged
 )
 
 select * from final
