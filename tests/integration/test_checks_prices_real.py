@@ -374,7 +374,7 @@ def test_unit_switch_is_one_unit_change(
 
 
 def test_return_across_a_hole_is_scaled_by_the_candles_elapsed(built: Built) -> None:
-    """BTCUSD with 2,832 hours removed: the +146 % return across the hole is judged against
+    """BTCUSD with 2,832 hours removed: the +157 % return across the hole is judged against
     sqrt(2,833) x the hourly scale; it is a gap, not an outlier."""
     first_missing, missing = HOLE
     after = first_missing + timedelta(hours=missing)
