@@ -61,7 +61,7 @@ BAD_TICK = """
 {s},stock,1d,2024-06-12T04:00:00Z,121.20,121.90,120.80,121.50,3900000
 """
 
-#: a crash to about half on 9x the dollar volume that persists: a real move, not a split
+#: a crash to about half on 18x the share volume that persists: a real move, not a split
 CRASH = """
 {s},stock,1d,2024-06-06T04:00:00Z,119.00,121.00,118.50,120.10,4000000
 {s},stock,1d,2024-06-07T04:00:00Z,120.10,121.20,119.60,120.40,4200000
@@ -562,7 +562,7 @@ def test_bh12_mismatch_offsets(built: Built) -> None:
 
 
 def test_bh12_bad_tick_and_crash_severity(built: Built) -> None:
-    """A reverting print is an error; a crash on 9x dollar volume is a warn (a real move)."""
+    """A reverting print is an error; a crash on 18x share volume is a warn (a real move)."""
     (tick,) = built.of("BH12T_BBB")
     assert tick.severity == "error"
     assert "reverted by the next candle" in tick.failure_reason
@@ -686,8 +686,9 @@ def test_real_aapl_adjusted_returns_match_adj_close(built: Built) -> None:
 def test_real_aapl_crash_is_a_volume_confirmed_outlier(built: Built) -> None:
     """AAPL 2000-09-29 (-52 %) is a real move: an outlier (warn), not a split suspect.
 
-    Evidence: Adj Close also falls 52 % that day (no corporate action), and the dollar volume is
-    8.9x the previous sessions' while the three real splits traded 0.3-0.8x.
+    Evidence: Adj Close also falls 52 % that day (no corporate action), and its own share volume
+    is 17.7x the previous sessions' (never price x volume, which a bad price inflates), while the
+    three real splits traded 0.3-0.8x on the old share basis.
     """
     crash = utc("2000-09-29T04:00:00Z")
     adjusted = built.adjusted["AAPL"]

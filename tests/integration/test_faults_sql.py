@@ -120,14 +120,15 @@ def test_a_hostile_string_var_is_a_literal_not_code(loaded: Database) -> None:
     ("dbt_vars", "message"),
     [
         pytest.param(
-            {"mdq_split_ratios": ["2); drop table market_data; --"]},
-            "var 'mdq_split_ratios' must be a number, got 2); drop table market_data; --",
-            id="ratio-text",
+            {"mdq_split_max_term": "20); drop table market_data; --"},
+            "var 'mdq_split_max_term' must be an integer from 2 to 100,"
+            " got 20); drop table market_data; --",
+            id="split-max-term-text",
         ),
         pytest.param(
-            {"mdq_split_ratios": "2, 3"},
-            "var 'mdq_split_ratios' must be a non-empty list, got 2, 3",
-            id="ratios-string",
+            {"mdq_split_asset_classes": "stock, etf"},
+            "var 'mdq_split_asset_classes' must be a non-empty list, got stock, etf",
+            id="split-classes-string",
         ),
         pytest.param(
             {"price_checks_scale_blocks": {"1d": "year', ts) --"}},

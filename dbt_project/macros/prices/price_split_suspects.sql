@@ -43,10 +43,11 @@
 {%- set max_term = var('mdq_split_max_term', 20) -%}
 {%- set classes = mdq_quote_list(
     var('mdq_split_asset_classes', ['stock']), 'mdq_split_asset_classes') -%}
-{%- if max_term is not number or max_term != max_term | int or max_term < 2 or max_term > 100 -%}
+{%- if max_term is boolean or max_term is not number or max_term != max_term | int
+    or max_term < 2 or max_term > 100 -%}
     {{ exceptions.raise_compiler_error(
-        "price_split_suspects: var mdq_split_max_term must be an integer from 2 to 100, got "
-        ~ max_term) }}
+        "mdq: var 'mdq_split_max_term' must be an integer from 2 to 100, got "
+        ~ (max_term | string)[:80]) }}
 {%- endif -%}
 with
 
