@@ -276,7 +276,6 @@ final as (
 select * from final
 {% endmacro %}
 
-{% endmacro %}
 
 
 {#-
