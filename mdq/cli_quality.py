@@ -279,7 +279,8 @@ def health(
     Looks at staleness, symbols failing their backfill, open gaps, outliers and split
     suspects; acknowledged and muted findings are counted apart. Only problems at or above the
     minimum severity alert. With --as-of it is a what-if: nothing is recorded or sent unless
-    --record. Exit 0: healthy; 1: problems; 2: could not run."""
+    --record. Exit 0: no problem at or above the minimum severity; 1: some; 2: could not
+    run."""
     when = parse_as_of(as_of)
     from mdq.cli import console, project_database
     from mdq.health import run_health_check
@@ -306,7 +307,9 @@ def health(
             highlight=False,
             markup=False,
         )
-    if snapshot.problems:
+    from mdq.health_rules import pages
+
+    if any(pages(p, snapshot.min_severity) for p in snapshot.problems):
         raise typer.Exit(EXIT_FINDINGS)
 
 

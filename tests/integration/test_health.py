@@ -167,6 +167,21 @@ def test_mdq_health_exit_status(hdb: Database, monkeypatch: pytest.MonkeyPatch) 
     assert bad.exit_code == 2
     assert "has no time zone" in bad.output
 
+    # the error-level problems muted (IBM's seeded stale row and the one the flow's real
+    # staleness check recorded, BTCUSD's gap): only the warn wick outlier is left: exit 0
+    for rule in (["--symbol", "IBM"], ["--symbol", "BTCUSD", "--type", "gap"]):
+        muted = CliRunner().invoke(
+            app, ["anomalies", "mute", *rule, "--reason", "test", "--until", "1h", "--by", "t"]
+        )
+        assert muted.exit_code == 0, muted.output
+    quiet = CliRunner().invoke(app, ["health", "--as-of", "2024-06-01T12:00:00Z", "--no-refresh"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stdout.splitlines()[0] == (
+        "1 problem(s) over 4 series, 0 at error or above, 0 alert(s) it would send "
+        "(what-if, nothing recorded); 0 acknowledged and 3 muted finding(s) not counted"
+    )
+    assert "open_outliers EURUSD/1h [warn]" in quiet.stdout
+
 
 def test_find_problems_thresholds_and_plan() -> None:
     series = [SeriesHealth("X", "1h", None, 0, 0, 0, 0)]
