@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from mdq.config import load_settings
-from mdq.db import connect, open_database
+from mdq.db import connect
 from mdq.db.migrate import apply_migrations
 from mdq.exceptions import DuplicateKeysBlockMigration, MdqError
 
@@ -148,7 +148,7 @@ def dedupe(
 
     Works while the unique key cannot be added yet (migration 002 blocked by duplicates);
     after --apply the pending migrations are applied."""
-    from mdq.cli import console, err_console
+    from mdq.cli import console, err_console, project_database
     from mdq.dedupe import (
         cleanup_duplicate_records,
         cleanup_log,
@@ -158,7 +158,7 @@ def dedupe(
 
     try:
         settings = load_settings()
-        with open_database(settings) as database, connect(database) as conn:
+        with project_database(settings, migrate=False) as database, connect(database) as conn:
             _migrate_allowing_duplicates(conn)
             if log:
                 logged = cleanup_log(conn, log)
