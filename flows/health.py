@@ -1,18 +1,23 @@
 """The Prefect flow ``health``: a thin wrapper over :func:`mdq.health.run_health_check`
 (a row in ``health_snapshots`` and one alert per problem streak).
+
+Runs are named ``health <scheduled start>``; each publishes its snapshot as the markdown
+artifact ``mdq-health-snapshot``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 
 from mdq.config import load_settings
 from mdq.db import Database, open_database
 from mdq.health import HealthSnapshot, run_health_check
 from mdq.health_rules import FAILURE_THRESHOLD
 from mdq.notify import LogNotifier
+from mdq.reports import ARTIFACT_KEYS, health_markdown, run_name
 
 
 @task(name="health-snapshot")
@@ -38,7 +43,13 @@ def health_task(
     )
 
 
-@flow(name="health", log_prints=True)
+def _name() -> str:
+    from prefect.runtime import flow_run
+
+    return run_name("health", flow_run.scheduled_start_time or datetime.now(UTC))
+
+
+@flow(name="health", flow_run_name=_name, log_prints=True)
 def health_check(
     as_of: datetime | None = None,
     failure_threshold: int = FAILURE_THRESHOLD,
@@ -71,4 +82,9 @@ def health_check(
             record,
         )
     print(snapshot.summary())
+    create_markdown_artifact(
+        key=ARTIFACT_KEYS["health"],
+        markdown=health_markdown(snapshot),
+        description=f"Health snapshot {snapshot.snapshot_id}.",
+    )
     return snapshot

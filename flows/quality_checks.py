@@ -2,21 +2,29 @@
 :mod:`mdq.quality` (dbt build → ``data_anomalies``).
 
 A flow ends **Failed** when an error-severity anomaly of the tests it ran is open (or when a
-model or a check could not run), **Completed** otherwise.
+model or a check could not run), **Completed** otherwise. Runs are named
+``quality-checks <scheduled start>``; each publishes the artifacts ``mdq-open-anomalies`` (open
+anomalies by symbol, type and severity, with what this run opened and resolved) and
+``mdq-worst-findings`` (a markdown summary of the worst open findings).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from mdq import dbt_runner as dbt
 from mdq.config import load_settings
-from mdq.db import Database, open_database
+from mdq.db import Database, connect, open_database
+from mdq.db import anomalies as anomalies_db
+from mdq.db.anomalies import StoredAnomaly
 from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
 from mdq.quality import QualityReport, check_selection, persist_build_result
+from mdq.reports import ARTIFACT_KEYS, anomaly_rows, quality_markdown, run_name
 
 
 @task(name="persist-anomalies")
@@ -34,7 +42,23 @@ def persist_task(
     )
 
 
-@flow(name="quality-checks", log_prints=True)
+@task(name="read-anomalies")
+def read_anomalies_task(database: Database, seen_at: datetime) -> list[StoredAnomaly]:
+    """The open anomalies and those resolved by the run of ``seen_at`` (database I/O)."""
+    with connect(database) as conn:
+        return anomalies_db.list_open_and_resolved_since(conn, seen_at)
+
+
+def _name(kind: str) -> Any:
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        return run_name(kind, flow_run.scheduled_start_time or datetime.now(UTC))
+
+    return name
+
+
+@flow(name="quality-checks", flow_run_name=_name("quality-checks"), log_prints=True)
 def quality_checks(
     as_of: datetime | None = None, select: list[str] | None = None, record: bool | None = None
 ) -> State[QualityReport]:
@@ -72,7 +96,27 @@ def _run_in_flow(
             indirect_selection="empty" if select is not None else None,
         )
         report = persist_task(database, result, select is None, seen_at, as_of, record)
+        touched = read_anomalies_task(database, seen_at)
+    publish(report, touched)
     return final_state(report)
+
+
+def publish(report: QualityReport, anomalies: list[StoredAnomaly]) -> None:
+    """Publish the run's two artifacts (stable keys: the UI shows their history)."""
+    create_table_artifact(
+        key=ARTIFACT_KEYS["anomalies"],
+        table=anomaly_rows(anomalies, report.seen_at),
+        description=(
+            f"Open anomalies by symbol, type and severity: {report.open_errors} error, "
+            f"{report.open_warnings} warn open; this run: {report.inserted} new, "
+            f"{report.resolved} resolved."
+        ),
+    )
+    create_markdown_artifact(
+        key=ARTIFACT_KEYS["findings"],
+        markdown=quality_markdown(report, anomalies),
+        description="The worst open findings after this quality run.",
+    )
 
 
 def final_state(report: QualityReport) -> State[QualityReport]:
@@ -83,7 +127,7 @@ def final_state(report: QualityReport) -> State[QualityReport]:
     return Failed(message=report.summary(), data=report)
 
 
-@flow(name="detect-data-anomalies")
+@flow(name="detect-data-anomalies", flow_run_name=_name("detect-data-anomalies"))
 def detect_data_anomalies(
     check_gaps: bool = True,
     check_outliers: bool = True,

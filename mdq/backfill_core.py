@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +28,13 @@ import psycopg
 from mdq.config import Settings, load_settings
 from mdq.db import Database, connect, open_database
 from mdq.db import backfill as db
-from mdq.exceptions import AccountingMismatch, MdqError, ProviderConfigError, UnknownSymbols
+from mdq.exceptions import (
+    AccountingMismatch,
+    MdqError,
+    ProviderConfigError,
+    UnknownSymbols,
+    is_transient,
+)
 from mdq.notify import Alert, LogNotifier, Notifier
 from mdq.providers.base import CorporateAction, FetchResult, Instrument, Provider, Series
 from mdq.validation import (
@@ -109,6 +117,8 @@ class SeriesResult:
         outside_window: valid rows of the series the source holds outside the window.
         confirmed_empty: the source confirmed the window holds no candles (BH-07).
         error: why it failed or was skipped.
+        transient: it failed for a transient reason (timeout, connection reset, rate limit):
+            retrying may succeed.
         seconds: wall time.
         watermark: the series' watermark afterwards.
     """
@@ -127,6 +137,7 @@ class SeriesResult:
     outside_window: int = 0
     confirmed_empty: bool = False
     error: str | None = None
+    transient: bool = False
     seconds: float = 0.0
     watermark: datetime | None = None
 
@@ -134,6 +145,15 @@ class SeriesResult:
     def stored(self) -> int:
         """Rows now in market_data from this run: inserted + updated + unchanged."""
         return self.inserted + self.updated + self.unchanged
+
+    def counts_line(self) -> str:
+        """One human line: ``AAPL/1d completed: fetched 10, inserted 8, ...``."""
+        return (
+            f"{self.symbol}/{self.timeframe} {self.status}: fetched {self.fetched}, "
+            f"inserted {self.inserted}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"quarantined {self.quarantined}, duplicates {self.duplicates}"
+            + (f" ({self.error})" if self.error else "")
+        )
 
 
 def rejected_everything(count: int, rejected: Sequence[Rejected]) -> str:
@@ -149,6 +169,69 @@ def rejected_everything(count: int, rejected: Sequence[Rejected]) -> str:
         f"stored nothing: all {count} rows quarantined ({len(items)} {code}, e.g. "
         f"{row}{safe_text(items[0].reason)})"
     )
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """What an in-process caller (the CLI, ``mdq demo``, tests) gives the backfill flow beyond
+    the parameters a deployment exposes (see :func:`in_process`).
+
+    A deployment run has none of these: it reads the settings (``MDQ_*``) instead.
+
+    Attributes:
+        database: the database to write to (default: from the settings).
+        provider: a ready :class:`~mdq.providers.base.Provider` object, used instead of the
+            ``provider`` parameter (tests; providers with live connections).
+        notifier: alert delivery (default: :class:`~mdq.notify.LogNotifier`).
+        mapping: csv: the mapping TOML (default: ``<file>.mapping.toml`` beside the file).
+        seed: synthetic: the seed.
+        max_concurrency: series at once (default: ``MDQ_BACKFILL_MAX_CONCURRENCY``).
+        on_result: called with each series' result as it completes (the CLI's progress bar).
+        on_accounting: called with the run's :class:`Accounting` (every input row: stored,
+            quarantined, duplicate or refused with a reason).
+    """
+
+    database: Database | None = None
+    provider: Provider | None = None
+    notifier: Notifier | None = None
+    mapping: str | None = None
+    seed: int = 0
+    max_concurrency: int | None = None
+    on_result: Callable[[SeriesResult], None] | None = None
+    on_accounting: Callable[[Accounting], None] | None = None
+
+
+_IN_PROCESS: ContextVar[InProcess | None] = ContextVar("mdq_backfill_in_process", default=None)
+
+
+@contextmanager
+def in_process(**options: Any) -> Iterator[InProcess]:
+    """Give the backfill flow, called in this context, the options of :class:`InProcess`.
+
+    This keeps plumbing (a database object, a callback, a notifier) out of the flow's
+    parameters, which are what the Prefect UI's run form and ``prefect deployment run -p``
+    offer: provider, symbols, timeframes, start, end, path.
+
+    Args:
+        options: fields of :class:`InProcess`.
+
+    Yields:
+        The options in effect.
+
+    Raises:
+        TypeError: an unknown option.
+    """
+    current = InProcess(**options)
+    token = _IN_PROCESS.set(current)
+    try:
+        yield current
+    finally:
+        _IN_PROCESS.reset(token)
+
+
+def current_in_process() -> InProcess:
+    """The options of the innermost :func:`in_process` (defaults outside any)."""
+    return _IN_PROCESS.get() or InProcess()
 
 
 def default_notifier() -> Notifier:
@@ -170,6 +253,7 @@ def load_series(
     notifier: Notifier | None = None,
     now: datetime | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    retried_if_transient: bool = False,
 ) -> SeriesResult:
     """Backfill one (symbol, timeframe): claim, fetch, validate, write, record.
 
@@ -191,6 +275,9 @@ def load_series(
         notifier: alert delivery (default: :func:`default_notifier`).
         now: reference time for scheduled mode (default: the real time).
         on_chunk: called with the number of candles after each written chunk.
+        retried_if_transient: the caller retries a transient failure (the flow's task, before
+            its last attempt); such a failure is recorded on its state row but not counted in
+            the series' failure streak, so one run's retries never raise an alert alone.
 
     Returns:
         The outcome; failures are returned (and recorded), not raised.
@@ -243,7 +330,9 @@ def load_series(
             "outside_window": 0,
         }
 
-        def finish(status: str, error: str | None = None, confirmed: bool = False) -> SeriesResult:
+        def finish(
+            status: str, error: str | None = None, confirmed: bool = False, transient: bool = False
+        ) -> SeriesResult:
             db.update_backfill_state(
                 conn,
                 execution_id,
@@ -257,15 +346,19 @@ def load_series(
                 records_duplicate=counts["duplicates"],
                 records_out_of_window=counts["outside_window"],
             )
-            streak = db.track_symbol_failure(
-                conn,
-                symbol,
-                timeframe,
-                success=status == "completed",
-                threshold=options.alert_threshold,
-                error=error,
+            streak = (
+                None
+                if transient and retried_if_transient
+                else db.track_symbol_failure(
+                    conn,
+                    symbol,
+                    timeframe,
+                    success=status == "completed",
+                    threshold=options.alert_threshold,
+                    error=error,
+                )
             )
-            if streak.alert_due:
+            if streak is not None and streak.alert_due:
                 notifier.send(
                     Alert(
                         kind="consecutive_failures",
@@ -292,6 +385,7 @@ def load_series(
                 outside_window=counts["outside_window"],
                 confirmed_empty=confirmed,
                 error=error,
+                transient=transient,
                 seconds=time.monotonic() - started,
                 watermark=db.get_watermark(conn, symbol, timeframe),
             )
@@ -403,9 +497,10 @@ def load_series(
                         db.set_watermark(conn, symbol, timeframe, mark, execution_id)
                 return finish("completed", confirmed=True)
             return finish("completed")
-        except (MdqError, psycopg.Error, ValueError) as exc:
+        except (MdqError, psycopg.Error, ValueError, ConnectionError, TimeoutError) as exc:
             logger.warning("backfill %s/%s failed: %s", symbol, timeframe, exc)
-            return finish("failed", f"{type(exc).__name__}: {exc}")
+            transient = is_transient(exc) or isinstance(exc, psycopg.OperationalError)
+            return finish("failed", f"{type(exc).__name__}: {exc}", transient=transient)
 
 
 def _covered(window: Window, stalled_at: datetime | None) -> Window | None:

@@ -474,15 +474,14 @@ def backfill_command(
     )
 
     from mdq.backfill_core import run_backfill
+    from mdq.exceptions import ProviderConfigError
 
     settings = load_settings()
+    if provider not in ("csv", "synthetic", "yfinance", "ccxt"):
+        raise ProviderConfigError(
+            provider, f"unknown provider {provider!r}; expected csv, synthetic, yfinance or ccxt"
+        )
     use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
-    if use_prefect:
-        from mdq.resources import load_flow
-
-        run = load_flow("backfill.py:backfill")
-    else:
-        run = run_backfill
     names = [n.strip() for item in symbols or [] for n in item.split(",") if n.strip()] or None
     accounting: list[Any] = []
     with project_database(settings) as database:
@@ -495,21 +494,41 @@ def backfill_command(
             transient=False,
         ) as progress:
             bar = progress.add_task("backfill", total=None)
-            results = run(
-                provider=provider,
-                symbols=names,
-                timeframes=timeframe,
-                start=_utc(start, "start"),
-                end=_utc(end, "end"),
-                path=path,
-                mapping=mapping,
-                seed=seed,
-                exchange=exchange,
-                database=database,
-                max_concurrency=concurrency,
-                on_result=lambda r: progress.advance(bar),
-                on_accounting=accounting.append,
-            )
+            window = {"start": _utc(start, "start"), "end": _utc(end, "end")}
+            if use_prefect:
+                results = _backfill_as_flow(
+                    dict(
+                        provider=provider,
+                        symbols=names,
+                        timeframes=timeframe,
+                        path=path,
+                        exchange=exchange,
+                        **window,
+                    ),
+                    dict(
+                        database=database,
+                        mapping=mapping,
+                        seed=seed,
+                        max_concurrency=concurrency,
+                        on_result=lambda r: progress.advance(bar),
+                        on_accounting=accounting.append,
+                    ),
+                )
+            else:
+                results = run_backfill(
+                    provider=provider,
+                    symbols=names,
+                    timeframes=timeframe,
+                    path=path,
+                    mapping=mapping,
+                    seed=seed,
+                    exchange=exchange,
+                    database=database,
+                    max_concurrency=concurrency,
+                    on_result=lambda r: progress.advance(bar),
+                    on_accounting=accounting.append,
+                    **window,
+                )
             progress.update(bar, total=len(results), completed=len(results))
     for r in results:
         console.print(
@@ -528,6 +547,29 @@ def backfill_command(
         raise typer.Exit(EXIT_COULD_NOT_RUN)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def _backfill_as_flow(parameters: dict[str, Any], plumbing: dict[str, Any]) -> list[Any]:
+    """Run the Prefect flow ``backfill`` in this process, tagged ``mdq`` and ``cli``.
+
+    Returns:
+        The series' results, also when the flow ends Failed (some series failed).
+
+    Raises:
+        MdqError: what stopped the flow before any series ran (bad window, bad provider).
+    """
+    from prefect import tags
+
+    from mdq.backfill_core import in_process
+    from mdq.resources import load_flow
+
+    flow = load_flow("backfill.py:backfill")
+    with in_process(**plumbing), tags("mdq", "cli"):
+        state = flow(**parameters, return_state=True)
+    results = state.result(raise_on_failure=False)
+    if isinstance(results, BaseException):
+        raise results
+    return list(results)
 
 
 def _register_quality_commands() -> None:

@@ -7,6 +7,8 @@ Subclasses keep their inputs as attributes so callers can act on them.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MdqError(Exception):
     """Base class of every error this project raises on purpose.
@@ -16,6 +18,19 @@ class MdqError(Exception):
     """
 
     transient: bool = False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the call that raised ``exc`` may succeed.
+
+    The project's errors say so themselves (:attr:`MdqError.transient`); of the others, only a
+    connection reset or refused (``ConnectionError``) and a timeout (``TimeoutError``) are
+    transient. Retry policies (the backfill task's ``retry_condition_fn``) call this, never
+    the message text.
+    """
+    if isinstance(exc, MdqError):
+        return exc.transient
+    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 class TransientError(MdqError):
@@ -150,6 +165,29 @@ class ProviderError(TransientError):
         self.provider = provider
         self.reason = reason
         super().__init__(f"provider {provider}: {reason}")
+
+
+class SeriesFailed(MdqError):
+    """One (symbol, timeframe) backfill ended ``failed``; raised by the flow's task so that
+    Prefect marks the task Failed (and retries it when the cause is transient).
+
+    The failure is already recorded (state row, quarantine, failure streak) when this is raised.
+
+    Attributes:
+        symbol: the symbol.
+        timeframe: the timeframe.
+        reason: why it failed (the state row's ``error_message``).
+        transient: True when the cause was transient (retrying may succeed).
+        result: the :class:`mdq.backfill_core.SeriesResult` of the failed attempt.
+    """
+
+    def __init__(self, result: Any) -> None:
+        self.symbol = result.symbol
+        self.timeframe = result.timeframe
+        self.reason = result.error or "failed"
+        self.transient = bool(result.transient)
+        self.result = result
+        super().__init__(f"{self.symbol}/{self.timeframe}: {self.reason}")
 
 
 class ProviderConfigError(TerminalError):

@@ -448,3 +448,27 @@ def series_ends(conn: psycopg.Connection) -> list[tuple[str, str, datetime]]:
         "select symbol, timeframe, max(ts) from market_data group by 1, 2 order by 1, 2"
     ).fetchall()
     return [(str(s), str(t), last) for s, t, last in rows]
+
+
+def list_open_and_resolved_since(conn: psycopg.Connection, since: datetime) -> list[StoredAnomaly]:
+    """The open anomalies (``data_anomalies.status``, whatever their triage) plus those
+    resolved at or after ``since``: what one quality run reports on.
+
+    Sorted as :func:`list_anomalies`.
+
+    Args:
+        conn: an open connection.
+        since: UTC-aware; a quality run's ``seen_at`` (the resolved_at of what it resolved).
+    """
+    query = sql.SQL(
+        """
+        select {columns}, t.triage_status
+        from data_anomalies as a
+        inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
+        where a.status = 'open' or (a.status = 'resolved' and a.resolved_at >= %(since)s)
+        order by
+            a.severity = 'error' desc, a.symbol nulls first, a.timeframe,
+            a.ts_start nulls first, a.check_name, a.anomaly_id
+        """
+    ).format(columns=sql.SQL(", ").join(sql.Identifier("a", c) for c in _STORED_COLUMNS))
+    return [StoredAnomaly(*row) for row in conn.execute(query, {"since": since}).fetchall()]
