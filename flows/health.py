@@ -13,7 +13,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from mdq.config import load_settings
-from mdq.db import Database, open_database
+from mdq.db import Database
+from mdq.db.migrate import open_migrated_database
 from mdq.health import HealthSnapshot, run_health_check
 from mdq.health_rules import FAILURE_THRESHOLD
 from mdq.notify import LogNotifier
@@ -71,7 +72,7 @@ def health_check(
         record: write the snapshot and send alerts; None: only a live run (no ``as_of``).
     """
     settings = load_settings()
-    with open_database(settings) as database:
+    with open_migrated_database(settings) as database:
         snapshot = health_task(
             database,
             as_of,

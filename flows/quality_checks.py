@@ -19,10 +19,11 @@ from prefect.states import Completed, Failed, State
 
 from mdq import dbt_runner as dbt
 from mdq.config import load_settings
-from mdq.db import Database, connect, open_database
+from mdq.db import Database, connect
 from mdq.db import anomalies as anomalies_db
 from mdq.db.anomalies import StoredAnomaly
 from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
+from mdq.db.migrate import open_migrated_database
 from mdq.quality import QualityReport, check_selection, persist_build_result
 from mdq.reports import ARTIFACT_KEYS, anomaly_rows, quality_markdown, run_name
 
@@ -85,7 +86,7 @@ def _run_in_flow(
     settings = load_settings()
     seen_at = datetime.now(UTC)
     with (
-        open_database(settings) as database,
+        open_migrated_database(settings) as database,
         check_lock(database, wait_seconds=SCHEDULED_WAIT_SECONDS),
     ):
         result = dbt.build(

@@ -26,7 +26,7 @@ import pandas as pd
 import psycopg
 
 from mdq.config import Settings, load_settings
-from mdq.db import Database, connect, open_database
+from mdq.db import Database, connect
 from mdq.db import backfill as db
 from mdq.exceptions import (
     AccountingMismatch,
@@ -1217,9 +1217,11 @@ def _scheduled_requests(
 def _database(settings: Settings, database: Database | None) -> Any:
     import contextlib
 
+    from mdq.db.migrate import open_migrated_database
+
     if database is not None:
         return contextlib.nullcontext(database)
-    return open_database(settings)
+    return open_migrated_database(settings)
 
 
 # -- sample data -----------------------------------------------------------------------------------

@@ -7,10 +7,13 @@ concurrent starters wait for each other instead of racing. Applying twice change
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -131,3 +134,25 @@ def _translate(migration: Migration, exc: psycopg.Error) -> MigrationError:
         return DuplicateKeysBlockMigration(migration.version, migration.name, keys, extra)
     message = diag.message_primary or str(exc).strip().splitlines()[0]
     return MigrationError(migration.version, migration.name, message)
+
+
+@contextlib.contextmanager
+def open_migrated_database(settings: Any) -> Iterator[Any]:
+    """:func:`mdq.db.open_database`, then apply pending migrations (for the flows, which a
+    worker may run against a database nothing has migrated yet; the CLI does the same).
+
+    Args:
+        settings: the project :class:`~mdq.config.Settings`.
+
+    Yields:
+        The :class:`~mdq.db.Database`, migrated.
+
+    Raises:
+        As :func:`mdq.db.open_database` and :func:`apply_migrations`.
+    """
+    from mdq.db import connect, open_database
+
+    with open_database(settings) as database:
+        with connect(database) as conn:
+            apply_migrations(conn)
+        yield database
