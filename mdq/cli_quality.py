@@ -95,8 +95,13 @@ def check(
         settings = load_settings()
         with project_database(settings) as database:
             if prefect_api_available():
+                from prefect import tags
+
                 quality_checks = load_flow("quality_checks.py:quality_checks")
-                state = quality_checks(as_of=when, record=record or when is None, return_state=True)
+                with tags("mdq", "cli"):
+                    state = quality_checks(
+                        as_of=when, record=record or when is None, return_state=True
+                    )
                 report = state.result(raise_on_failure=False)
             else:
                 report = run_quality_checks(
@@ -345,12 +350,22 @@ def serve() -> None:
     """Run the schedules of prefect.yaml in this process (no worker needed).
 
     Backfill daily 02:00 UTC (one at a time), quality checks after each backfill, health
-    every 6 hours. Needs a Prefect API for the trigger, e.g. `prefect server start`."""
+    every 6 hours. Needs a Prefect API for the trigger, e.g. `prefect server start`.
+    Deployments of the same names registered by `prefect deploy` (for a worker) are replaced;
+    `prefect deploy --all` gives them back to the worker."""
     from prefect import serve as prefect_serve
 
-    from mdq.deployments import build_deployments
+    from mdq.cli import err_console
+    from mdq.deployments import build_deployments, take_over
 
-    prefect_serve(*build_deployments())
+    deployments = build_deployments()
+    for name in take_over(deployments):
+        err_console.print(
+            f"{name}: replacing the work-pool deployment of `prefect deploy` with this "
+            "process's (run `prefect deploy --all` to give it back to a worker)",
+            highlight=False,
+        )
+    prefect_serve(*deployments)
 
 
 def register(app: typer.Typer) -> None:

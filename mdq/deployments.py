@@ -3,6 +3,12 @@
 Backfill daily at 02:00 UTC (concurrency 1), the quality checks after each backfill run
 (an event trigger on the ``backfill`` flow's Completed/Failed), health every 6 hours.
 ``tests/unit/test_deployments.py`` checks that this module and ``prefect.yaml`` agree.
+
+``prefect deploy`` and ``mdq serve`` register deployments of the same names. Prefect's runner
+updates an existing deployment in place but leaves its ``path`` unset when ``prefect deploy``
+made it (that one has pull steps and no path instead): the served run then fails to load its
+flow (``FileNotFoundError: <cwd>/None``). :func:`take_over` removes such work-pool deployments
+first, so ``mdq serve`` registers its own; ``prefect deploy --all`` gives them back to a worker.
 """
 
 from __future__ import annotations
@@ -61,3 +67,33 @@ def build_deployments() -> list[Any]:
             tags=["mdq", "health"],
         ),
     ]
+
+
+def take_over(deployments: list[Any]) -> list[str]:
+    """Delete the deployments of the same names that ``prefect deploy`` registered for a work
+    pool, so that ``prefect.serve`` creates its own instead of half-updating them.
+
+    Deployments that a previous ``mdq serve`` registered (no work pool) are kept: the runner
+    updates those correctly. Their past flow runs stay in the API.
+
+    Args:
+        deployments: the runner deployments about to be served (:func:`build_deployments`).
+
+    Returns:
+        The names (``flow/deployment``) of the deployments deleted, in the given order.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    taken: list[str] = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                existing = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name or existing.pull_steps:
+                client.delete_deployment(existing.id)
+                taken.append(name)
+    return taken
