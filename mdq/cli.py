@@ -587,7 +587,14 @@ def _register_quality_commands() -> None:
     register_anomalies(app)
 
 
+def _register_alert_commands() -> None:
+    from mdq.cli_alerts import register
+
+    register(app)
+
+
 _register_quality_commands()
+_register_alert_commands()
 
 
 def _one_line(message: str) -> str:
