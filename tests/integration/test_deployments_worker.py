@@ -380,36 +380,47 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         httpd.server_close()
 
 
+#: Canonical candles (no mapping needed) that validation rejects (high < low): every row is
+#: quarantined, so each run of each series fails.
+BROKEN_CSV = """symbol,asset_class,timeframe,ts,open,high,low,close,volume
+BAD1,crypto,1h,2024-01-01T00:00:00Z,10,9,11,10,1
+BAD2,crypto,1h,2024-01-01T00:00:00Z,10,9,11,10,1
+"""
+
+
 def test_alerts_reach_a_webhook_once_per_streak(
     prefect_server: PrefectServer,
     webhook: tuple[str, list[dict[str, Any]]],
     make_database: Callable[[], Database],
+    tmp_path: Path,
 ) -> None:
-    """Threshold 1: NOSUCH fails in runs 1 and 2 (one streak: alert in run 1 only), NOSUCH2 in
+    """Threshold 1: BAD1 fails in runs 1 and 2 (one streak: alert in run 1 only), BAD2 in
     run 2 (alert): exactly two notifications, one per streak, sent by the server's
     automation."""
     url, calls = webhook
     server = prefect_server
     output = server.run([PYTHON, "-m", "mdq.cli", "alerts", "setup", "--webhook-url", url])
     assert "events mdq.alert.* → block custom-webhook/mdq-alerts" in output
+    broken = tmp_path / "broken.csv"
+    broken.write_text(BROKEN_CSV)
     database = make_database()
     env = {"MDQ_DATABASE_URL": database.url(), "MDQ_FAILURE_ALERT_THRESHOLD": "1"}
-    for symbols in ("NOSUCH", "NOSUCH,NOSUCH2"):
+    for symbols in ("BAD1", "BAD1,BAD2"):
         args = [PYTHON, "-m", "mdq.cli", "backfill", "--no-prefect", "--provider", "csv"]
-        args += ["--path", str(REPO_ROOT / SAMPLE), "--symbols", symbols]
+        args += ["--path", str(broken), "--symbols", symbols]
         result = subprocess.run(
             args, env={**server.env, **env}, capture_output=True, text=True, timeout=300
         )
-        assert result.returncode == 1, result.stderr  # failed series: exit 1
+        assert result.returncode == 1, result.stdout + result.stderr  # failed series: exit 1
     server.wait_for(lambda: len(calls) >= 2, 90, "two webhook calls")
     time.sleep(5)  # a third call would have arrived by now
     assert sorted(call["subject"] for call in calls) == [
-        "mdq alert mdq.alert.consecutive_failures: mdq.NOSUCH/1m",
-        "mdq alert mdq.alert.consecutive_failures: mdq.NOSUCH2/1m",
+        "mdq alert mdq.alert.consecutive_failures: mdq.BAD1/1h",
+        "mdq alert mdq.alert.consecutive_failures: mdq.BAD2/1h",
     ]
     assert all("failed 1 times in a row" in call["body"] for call in calls)
     with connect(database) as conn:
         assert conn.execute(
             "select symbol, consecutive_failures, alert_sent_at is not null"
             " from symbol_failure_tracking order by symbol"
-        ).fetchall() == [("NOSUCH", 2, True), ("NOSUCH2", 1, True)]
+        ).fetchall() == [("BAD1", 2, True), ("BAD2", 1, True)]
