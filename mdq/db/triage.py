@@ -1,9 +1,10 @@
 """Triage of findings: acknowledge one anomaly, mute a set of them, with their history.
 
 Tables of migration 090. An **acknowledgement** covers one anomaly as it is now (severity,
-observed value, ``ts_end``): a recorded quality run that sees any of those change, or the
-anomaly resolve, ends it (``end_reason`` ``changed``/``resolved``) and the anomaly is open
-again; so does its ``expires_at`` passing. A **mute rule** covers every anomaly whose symbol,
+observed value, ``ts_end``; for a ``stale`` finding, whose count grows by nature, severity
+only): a recorded quality run that sees any of those change, or the anomaly resolve, ends it
+(``end_reason`` ``changed``/``resolved``) and the anomaly is open again; so does its
+``expires_at`` passing. A **mute rule** covers every anomaly whose symbol,
 timeframe, check and type match (NULL = any) and whose ``ts_start`` lies in
 ``[ts_from, ts_to)``, until ``expires_at`` or ``unmute``. Rows are never deleted: ending one
 sets ``ended_at``/``ended_by``.
@@ -21,6 +22,11 @@ from datetime import datetime
 import psycopg
 
 from mdq.exceptions import AnomalyNotFound, MuteNotFound, TriageError
+
+#: Anomaly types whose observed value and ``ts_end`` move at every run by nature (a stale
+#: series misses one more candle each time): their acknowledgement lapses only on a severity
+#: change or resolution (view ``data_anomaly_triage``, migration 091, says the same in SQL).
+DRIFTING_TYPES: tuple[str, ...] = ("stale",)
 
 #: The effective statuses of an anomaly (view ``data_anomaly_triage``).
 TRIAGE_STATUSES: tuple[str, ...] = ("open", "acknowledged", "muted", "resolved")
@@ -338,7 +344,8 @@ def end_stale_acks(conn: psycopg.Connection, *, seen_at: datetime) -> int:
     """End acknowledgements whose anomaly changed or resolved (called by a recorded run).
 
     A change is any difference in severity, observed value or ``ts_end`` from the values
-    acknowledged; the anomaly then counts as open again and can fail a check and alert.
+    acknowledged (for :data:`DRIFTING_TYPES`, in severity only); the anomaly then counts as
+    open again and can fail a check and alert.
 
     Args:
         conn: an open connection (inside the run's transaction).
@@ -359,11 +366,16 @@ def end_stale_acks(conn: psycopg.Connection, *, seen_at: datetime) -> int:
             and (
                 a.status = 'resolved'
                 or a.severity <> k.severity
-                or a.observed_value is distinct from k.observed_value
-                or a.ts_end is distinct from k.ts_end
+                or (
+                    not a.anomaly_type = any(%(drifting)s)
+                    and (
+                        a.observed_value is distinct from k.observed_value
+                        or a.ts_end is distinct from k.ts_end
+                    )
+                )
             )
         """,
-        {"seen": seen_at},
+        {"seen": seen_at, "drifting": list(DRIFTING_TYPES)},
     )
     return max(cur.rowcount, 0)
 

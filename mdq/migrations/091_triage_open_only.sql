@@ -1,6 +1,9 @@
 -- 091: data_anomaly_triage matches mute rules against open anomalies only
 -- (resolved ones accumulate and a mute cannot change their status), so its
--- cost grows with the open findings, not with the whole history. Same columns.
+-- cost grows with the open findings, not with the whole history. And a
+-- 'stale' finding's observed value (candles missed) and ts_end (as_of) move
+-- at every run by nature: its acknowledgement lapses only when its severity
+-- changes (a new last candle is a new finding anyway). Same columns.
 
 create or replace view data_anomaly_triage as
 with active_acks as (
@@ -47,8 +50,13 @@ matched as (
     left join active_acks as k
         on k.anomaly_id = a.anomaly_id
         and k.severity = a.severity
-        and k.observed_value is not distinct from a.observed_value
-        and k.ts_end is not distinct from a.ts_end
+        and (
+            a.anomaly_type = 'stale'
+            or (
+                k.observed_value is not distinct from a.observed_value
+                and k.ts_end is not distinct from a.ts_end
+            )
+        )
 ),
 
 final as (

@@ -29,6 +29,7 @@ SCHEMA = "mdq"
 AS_OF = datetime(2024, 6, 1, 1, tzinfo=UTC)
 EARLIER = "2024-05-30T12:00:00Z"
 GAP_CHECK = ["+test_name:candle_gaps", "+test_name:future_candles"]
+SEEN_LATER = datetime(2026, 8, 8, tzinfo=UTC)
 
 
 def series() -> str:
@@ -237,3 +238,36 @@ def test_an_as_of_run_records_nothing_and_prints_its_findings_unless_record(
     assert dump(tconn) != before
     runs = tconn.execute("select as_of from quality_runs order by run_id desc limit 1").fetchone()
     assert runs == (datetime(2024, 6, 1, 2, tzinfo=UTC),)
+
+
+def test_a_stale_acknowledgement_survives_the_growing_count_not_a_severity_change(
+    tconn: psycopg.Connection,
+) -> None:
+    stale = tconn.execute(
+        "insert into data_anomalies (fingerprint, check_name, anomaly_type, severity, symbol,"
+        " timeframe, ts_start, ts_end, observed_value, expected_value) values ('st1',"
+        " 'candle_staleness', 'stale', 'warn', 'FB', '1d', '2013-03-01T05:00Z',"
+        " '2026-08-06T14:12Z', 3, 2) returning anomaly_id"
+    ).fetchone()
+    assert stale is not None
+    triage.acknowledge(tconn, stale[0], by="cy", reason="historic file")
+
+    def status() -> str:
+        row = tconn.execute(
+            "select triage_status from data_anomaly_triage where anomaly_id = %s", stale
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    # the next run: one more candle missed, a later as_of
+    tconn.execute(
+        "update data_anomalies set observed_value = 4, ts_end = '2026-08-07T14:12Z'"
+        " where anomaly_id = %s",
+        stale,
+    )
+    assert (triage.end_stale_acks(tconn, seen_at=SEEN_LATER), status()) == (0, "acknowledged")
+    tconn.execute("update data_anomalies set severity = 'error' where anomaly_id = %s", stale)
+    assert status() == "open"
+    assert triage.end_stale_acks(tconn, seen_at=SEEN_LATER) == 1
+    (ack,) = triage.ack_history(tconn, stale[0])
+    assert (ack.end_reason, ack.ended_at) == ("changed", SEEN_LATER)
+    tconn.execute("delete from data_anomalies where anomaly_id = %s", stale)
