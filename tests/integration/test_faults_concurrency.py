@@ -66,3 +66,31 @@ def test_one_check_at_a_time_and_times_seen_stays_exact(
             " where symbol = 'TICK' and anomaly_type = 'outlier'"
         ).fetchall()
     assert seen == [("outlier", 1)]  # the refused run counted nothing
+
+
+def test_dedupe_apply_gives_up_on_a_held_lock_instead_of_waiting_forever(
+    make_database: Callable[[], Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cleanup's transaction carries lock and statement timeouts (issue 16, point 8)."""
+    import time
+
+    import psycopg.errors
+
+    from mdq.db import dedupe as dedupe_db
+    from mdq.dedupe import cleanup_duplicate_records
+
+    monkeypatch.setitem(dedupe_db.CLEANUP_TIMEOUTS, "lock_timeout", "1s")
+    database = make_database()
+    with connect(database, autocommit=True) as conn:
+        apply_migrations(conn)
+    with connect(database) as holder, connect(database, autocommit=True) as conn:
+        holder.execute("lock table market_data in access exclusive mode")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            cleanup_duplicate_records(conn, dry_run=False)
+        assert time.monotonic() - started < 10
+        settings = conn.execute(
+            "select current_setting('lock_timeout'), current_setting('statement_timeout')"
+        ).fetchone()
+    # set local: the session's own settings are untouched after the transaction
+    assert settings == ("0", "0")
