@@ -143,8 +143,8 @@ def db_env() -> None:
                 "PGDATABASE": database.dbname,
             }
         )
-        if database.password:
-            env["PGPASSWORD"] = database.password
+        if database.secret:
+            env["PGPASSWORD"] = database.secret
         for key, value in env.items():
             sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
 

@@ -76,7 +76,9 @@ def dbt_environment(database: Database, schema: str) -> Iterator[None]:
     at 1.6M candles and saved nothing (measured by bench/bench_calendar_checks.py).
     """
     env = database.dbt_env(schema)
-    env.setdefault("PGOPTIONS", os.environ.get("PGOPTIONS") or "-c jit=off")
+    # the URL's options (if any) come last: a -c there wins over the default
+    default = os.environ.get("PGOPTIONS") or "-c jit=off"
+    env["PGOPTIONS"] = f"{default} {env['PGOPTIONS']}" if "PGOPTIONS" in env else default
     with _DBT_LOCK:
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
