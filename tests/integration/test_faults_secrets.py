@@ -141,33 +141,51 @@ def test_prefect_stores_no_password(prefect_harness: None, tcp_or_socket: Databa
     from prefect.client.orchestration import get_client
 
     from flows.backfill import backfill
+    from mdq.backfill_core import in_process
 
     with_password = replace(tcp_or_socket, password=SECRET)  # type: ignore[arg-type]
-    state = backfill(
-        provider="synthetic",
-        symbols=["SECRETSYM"],
-        timeframes=["1d"],
-        start=datetime(2024, 1, 1, tzinfo=UTC),
-        end=datetime(2024, 1, 8, tzinfo=UTC),
-        database=with_password,
-        return_state=True,
-    )
+    with in_process(database=with_password):
+        state = backfill(
+            provider="synthetic",
+            symbols=["SECRETSYM"],
+            timeframes=["1d"],
+            start=datetime(2024, 1, 1, tzinfo=UTC),
+            end=datetime(2024, 1, 8, tzinfo=UTC),
+            return_state=True,
+        )
     flow_run_id = state.state_details.flow_run_id
 
-    async def stored() -> tuple[str, str]:
-        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    async def stored() -> tuple[str, str, str]:
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            LogFilter,
+            LogFilterFlowRunId,
+        )
 
         async with get_client() as client:
             run = await client.read_flow_run(flow_run_id)
             logs = await client.read_logs(
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
             )
-        return json.dumps(run.parameters, default=str), " ".join(log.message for log in logs)
+            tasks = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        return (
+            json.dumps(run.parameters, default=str),
+            " ".join(log.message for log in logs),
+            json.dumps([t.model_dump(mode="json") for t in tasks], default=str),
+        )
 
-    parameters, logs = asyncio.run(stored())
-    assert "SECRETSYM" in parameters  # the parameters were stored ...
-    assert '"password": "**********"' in parameters  # ... with the password masked
-    assert SECRET not in parameters and SECRET not in logs
+    parameters, logs, task_runs = asyncio.run(stored())
+    assert "SECRETSYM" in parameters  # the parameters were stored
+    assert "SECRETSYM" in task_runs  # and the task runs
+    for stored_text in (parameters, logs, task_runs):
+        assert SECRET not in stored_text
+    # where a Database is serialised (a task's or flow's parameter), the password is masked
+    from fastapi.encoders import jsonable_encoder
+
+    assert jsonable_encoder(with_password)["password"] == "**********"
     with connect(tcp_or_socket) as conn:
         stored_rows = conn.execute(
             "select count(*) from market_data where symbol = 'SECRETSYM'"
