@@ -24,7 +24,7 @@ from mdq.db import anomalies as anomalies_db
 from mdq.db.anomalies import StoredAnomaly
 from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
 from mdq.db.migrate import open_migrated_database
-from mdq.quality import QualityReport, check_selection, persist_build_result
+from mdq.quality import QualityReport, as_of_text, check_selection, persist_build_result
 from mdq.reports import ARTIFACT_KEYS, anomaly_rows, quality_markdown, run_name
 
 
@@ -36,10 +36,17 @@ def persist_task(
     seen_at: datetime,
     as_of: datetime | None,
     record: bool | None = None,
+    symbols: list[str] | None = None,
 ) -> QualityReport:
     """Task wrapper of :func:`persist_build_result` (database I/O)."""
     return persist_build_result(
-        database, result, full_run=full_run, seen_at=seen_at, as_of=as_of, record=record
+        database,
+        result,
+        full_run=full_run,
+        seen_at=seen_at,
+        as_of=as_of,
+        record=record,
+        symbols=symbols,
     )
 
 
@@ -61,7 +68,11 @@ def _name(kind: str) -> Any:
 
 @flow(name="quality-checks", flow_run_name=_name("quality-checks"), log_prints=True)
 def quality_checks(
-    as_of: datetime | None = None, select: list[str] | None = None, record: bool | None = None
+    as_of: datetime | None = None,
+    select: list[str] | None = None,
+    record: bool | None = None,
+    symbols: list[str] | None = None,
+    dbt_vars: dict[str, Any] | None = None,
 ) -> State[QualityReport]:
     """Run every dbt check (or a selection) and record the findings in ``data_anomalies``.
 
@@ -72,16 +83,22 @@ def quality_checks(
         select: dbt selection (None: the whole project).
         record: write the findings; None (default): only a live run (no ``as_of``) does,
             a run with ``as_of`` is a what-if that leaves ``data_anomalies`` untouched.
+        symbols: check only these symbols (``mdq check --symbols``); None: all.
+        dbt_vars: dbt ``--vars`` (``mdq check --vars``).
 
     Returns:
         Completed with the report, or Failed (with the report) when error-severity
         anomalies are open or something could not run.
     """
-    return _run_in_flow(as_of, select, record)
+    return _run_in_flow(as_of, select, record, symbols, dbt_vars)
 
 
 def _run_in_flow(
-    as_of: datetime | None, select: list[str] | None, record: bool | None = None
+    as_of: datetime | None,
+    select: list[str] | None,
+    record: bool | None = None,
+    symbols: list[str] | None = None,
+    dbt_vars: dict[str, Any] | None = None,
 ) -> State[QualityReport]:
     settings = load_settings()
     seen_at = datetime.now(UTC)
@@ -93,10 +110,13 @@ def _run_in_flow(
             database,
             settings.dbt_schema,
             select=select,
-            dbt_vars={"as_of": as_of.astimezone(UTC).isoformat()} if as_of else None,
+            as_of=as_of_text(as_of),
+            symbols=symbols,
+            dbt_vars=dbt_vars,
             indirect_selection="empty" if select is not None else None,
         )
-        report = persist_task(database, result, select is None, seen_at, as_of, record)
+        full_run = select is None and symbols is None
+        report = persist_task(database, result, full_run, seen_at, as_of, record, symbols)
         touched = read_anomalies_task(database, seen_at)
     publish(report, touched)
     return final_state(report)

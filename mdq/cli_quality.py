@@ -8,7 +8,7 @@ open error-severity anomalies (``check``) or health problems (``health``), 2 cou
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -55,6 +55,20 @@ def parse_as_of(value: str | None) -> datetime | None:
     return parsed
 
 
+def parse_symbols(value: str | None) -> list[str] | None:
+    """``--symbols A,B``: the symbols, stripped, in order, without repeats (None: all).
+
+    Raises:
+        typer.BadParameter: the list names no symbol.
+    """
+    if value is None:
+        return None
+    symbols = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not symbols:
+        raise typer.BadParameter(f"--symbols '{value}' names no symbol; e.g. --symbols AAPL,MSFT")
+    return symbols
+
+
 def _fail(message: str) -> typer.Exit:
     from mdq.cli import err_console
 
@@ -68,6 +82,33 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def parse_dbt_vars(value: str | None) -> dict[str, Any] | None:
+    """Parse ``--vars``: a YAML (or JSON) mapping, as dbt's own ``--vars`` takes.
+
+    Raises:
+        typer.BadParameter: not YAML, or not a mapping (exit status 2).
+    """
+    if value is None or not value.strip():
+        return None
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise typer.BadParameter(
+            f"--vars '{value}' is not YAML, e.g. '{{mdq_outlier_z: ...}}'"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter(f"--vars '{value}' is not a mapping of var names to values")
+    return parsed
+
+
+def parse_selection(values: list[str] | None) -> list[str] | None:
+    """``--select`` values (repeatable, each may hold several space-separated selectors)."""
+    selectors = [part for value in values or () for part in value.split()]
+    return selectors or None
+
+
 def check(
     as_of: str | None = typer.Option(
         None,
@@ -78,14 +119,39 @@ def check(
     record: bool = typer.Option(
         False, "--record", help="Record an --as-of run too (never behind the recorded state)."
     ),
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select",
+            "-s",
+            help="dbt selectors of the checks to run (repeatable), e.g. '+tag:gaps' or "
+            "'+test_name:future_candles' (with '+' the models they need are built first); "
+            "default every check.",
+        ),
+    ] = None,
+    symbols: str | None = typer.Option(
+        None,
+        "--symbols",
+        help="Comma-separated symbols: check only these series (others' anomalies stay as "
+        "they are).",
+    ),
+    dbt_vars: str | None = typer.Option(
+        None,
+        "--vars",
+        help="dbt vars as YAML, e.g. \"{mdq_outlier_z: {'*:*': 12}}\" (a var replaces the "
+        "project's value; dbt re-parses the project when vars change).",
+    ),
 ) -> None:
-    """Run every dbt check and record the findings in data_anomalies (a live run).
+    """Run every dbt check (or a selection) and record the findings in data_anomalies.
 
     With --as-of it is a what-if: it prints what it finds and leaves data_anomalies,
     acknowledgements and alerts as they were, unless --record. Acknowledged and muted findings
     do not count. Exit 0: no error-severity anomaly is open; 1: some are; 2: the checks could
     not run."""
     when = parse_as_of(as_of)
+    selection = parse_selection(select)
+    symbol_list = parse_symbols(symbols)
+    variables = parse_dbt_vars(dbt_vars)
     from mdq.cli import console, project_database
     from mdq.dbt_runner import prefect_api_available
     from mdq.quality import QualityReport, run_quality_checks
@@ -100,7 +166,12 @@ def check(
                 quality_checks = load_flow("quality_checks.py:quality_checks")
                 with tags("mdq", "cli"):
                     state = quality_checks(
-                        as_of=when, record=record or when is None, return_state=True
+                        as_of=when,
+                        select=selection,
+                        record=record or when is None,
+                        symbols=symbol_list,
+                        dbt_vars=variables,
+                        return_state=True,
                     )
                 report = state.result(raise_on_failure=False)
             else:
@@ -110,6 +181,9 @@ def check(
                     as_of=when,
                     use_prefect=False,
                     record=record or when is None,
+                    select=selection,
+                    symbols=symbol_list,
+                    dbt_vars=variables,
                 )
     except (MdqError, psycopg.Error) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None

@@ -3,14 +3,23 @@
 dbt is run in-process (prefect-dbt's ``PrefectDbtRunner`` when a Prefect API is reachable,
 dbt's own ``dbtRunner`` otherwise), serially: a process-wide lock guarantees that dbt never
 runs twice at once in one process (dbt's global state is not re-entrant). The connection is
-passed to ``profiles.yml`` through the ``MDQ_PG*`` environment variables.
+passed to ``profiles.yml`` through the ``MDQ_PG*`` environment variables, and the run's
+reference time through ``MDQ_AS_OF`` (read by the macro ``mdq_as_of_text`` at execution time
+only), never through ``--vars``: dbt re-parses the whole project whenever ``--vars`` change,
+which cost 7-13 s per run.
+
+:func:`build` runs the models first and the checks second (two dbt invocations): a check that
+finds an error fails its dbt test (the project's verdict, ``error_if``), and in one ``dbt
+build`` dbt would then skip every model and check downstream of the checked model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,18 +76,33 @@ def dbt_paths(project_dir: Path | None = None) -> DbtPaths:
 _DBT_LOCK = threading.Lock()
 
 
+#: The environment variable carrying the run's reference time to dbt (macro mdq_as_of_text).
+AS_OF_ENV = "MDQ_AS_OF"
+#: The environment variable restricting the checks' rows to some symbols (mdq_run_symbols).
+SYMBOLS_ENV = "MDQ_SYMBOLS"
+
+
 @contextmanager
-def dbt_environment(database: Database, schema: str) -> Iterator[None]:
+def dbt_environment(
+    database: Database, schema: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[None]:
     """Hold the dbt lock and export the profile's environment variables for the duration.
 
     Also turns PostgreSQL's JIT off for dbt's sessions (``PGOPTIONS=-c jit=off``) unless the
     caller set PGOPTIONS: on the checks' window queries JIT compilation cost 10–16 s per query
     at 1.6M candles and saved nothing (measured by bench/bench_calendar_checks.py).
+
+    Args:
+        database: where dbt connects (``MDQ_PG*``).
+        schema: the schema dbt builds into (``MDQ_DBT_SCHEMA``).
+        extra_env: more variables for this run, e.g. ``{"MDQ_AS_OF": "2024-06-01T00:00:00Z"}``;
+            all are restored (or removed) afterwards.
     """
     env = database.dbt_env(schema)
     # the URL's options (if any) come last: a -c there wins over the default
     default = os.environ.get("PGOPTIONS") or "-c jit=off"
     env["PGOPTIONS"] = f"{default} {env['PGOPTIONS']}" if "PGOPTIONS" in env else default
+    env.update(extra_env or {})
     with _DBT_LOCK:
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
@@ -118,7 +142,16 @@ def dbt_args(
         args += ["--target-path", str(paths.target_path), "--log-path", str(paths.log_path)]
     if dbt_vars:
         args += ["--vars", json.dumps(dict(dbt_vars))]
+    if not _stdout_is_terminal():
+        args.append("--no-use-colors")
     return args + list(extra or [])
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return False
 
 
 def run_dbt(
@@ -236,6 +269,8 @@ class DbtBuildResult:
         tests: one record per data test that dbt reported, in dbt's order.
         nodes: one record per other node.
         runner: ``prefect-dbt`` or ``dbt`` (which runner ran it).
+        full_parse: True when dbt parsed the whole project (no usable partial parse), False
+            when it re-used its saved parse, None when not observed (prefect-dbt's runner).
     """
 
     command: str
@@ -243,6 +278,7 @@ class DbtBuildResult:
     tests: tuple[DbtTestResult, ...]
     nodes: tuple[DbtNodeResult, ...]
     runner: str
+    full_parse: bool | None = None
 
     @property
     def failed_nodes(self) -> tuple[DbtNodeResult, ...]:
@@ -288,30 +324,49 @@ def build(
     select: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     dbt_vars: Mapping[str, Any] | None = None,
+    as_of: str | None = None,
+    symbols: Sequence[str] | None = None,
     indirect_selection: Literal["eager", "cautious", "buildable", "empty"] | None = None,
     project_dir: Path | None = None,
     use_prefect: bool | None = None,
+    unit_tests: bool = False,
+    progress: bool | None = None,
 ) -> DbtBuildResult:
-    """Run ``dbt build`` serially and return typed results; failing tests are data, not errors.
+    """Build the models, then run the checks; typed results, failing tests are data.
+
+    Two dbt invocations, serially, under the process-wide dbt lock: ``dbt build`` of the
+    selected models (seeds, snapshots; no data tests), then ``dbt test`` of the selected
+    tests, minus the tests downstream of a model that failed to build (they would read a stale
+    relation). In a single ``dbt build`` a check that finds an error-severity row fails its
+    test and dbt skips everything downstream of the checked model; here every check runs.
 
     With a reachable Prefect API (see :func:`prefect_api_available`) dbt runs through
     prefect-dbt's ``PrefectDbtRunner(raise_on_failure=False)``: inside a flow run each dbt node
-    becomes a Prefect task. Otherwise dbt's own ``dbtRunner`` runs it. Either way the
-    process-wide dbt lock is held for the whole invocation.
+    becomes a Prefect task. Otherwise dbt's own ``dbtRunner`` runs it and, unless ``progress``
+    is False (or ``DBT_QUIET`` is set), mdq prints one plain line per finished node instead of
+    dbt's log (no ANSI codes when stdout is not a terminal).
 
     Args:
         database: where to run.
         schema: the schema dbt builds into (tests store failures in ``<schema>_audit``).
         select: dbt ``--select`` arguments (None: the whole project; ``[]``: nothing runs).
         exclude: dbt ``--exclude`` arguments.
-        dbt_vars: dbt ``--vars``, e.g. ``{"as_of": "2024-06-01T00:00:00+00:00"}``.
-        indirect_selection: dbt ``--indirect-selection`` (``empty`` runs only tests that are
-            selected themselves, not the tests of selected models).
+        dbt_vars: dbt ``--vars`` (changing them makes dbt re-parse the whole project: per-run
+            values go through the environment, like ``as_of``).
+        as_of: the reference time, ISO 8601 with offset (environment ``MDQ_AS_OF``); None:
+            the checks use now().
+        symbols: keep only these symbols' rows of the project's checks (environment
+            ``MDQ_SYMBOLS``; the checks still read every series); None: all.
+        indirect_selection: dbt ``--indirect-selection`` for the checks (``empty`` runs only
+            tests that are selected themselves, not the tests of selected models).
         project_dir: the dbt project (default: the repository's ``dbt_project``).
         use_prefect: force (True) or forbid (False) prefect-dbt; None decides automatically.
+        unit_tests: also run the dbt unit tests (``unit_tests:`` in YAML); scheduled and CLI
+            runs leave them to ``make test``.
+        progress: print one line per node (None: unless ``DBT_QUIET`` is true).
 
     Returns:
-        The typed results.
+        The typed results of both invocations (``tests`` from the second).
 
     Raises:
         DbtRunError: dbt could not run (parse error, bad profile, unreachable database).
@@ -319,44 +374,156 @@ def build(
     if select is not None and not select:
         # an explicitly empty selection: nothing to run (dbt would run the whole project)
         return DbtBuildResult("build --select (nothing)", True, (), (), "none")
-    extra: list[str] = []
-    if select:
-        extra += ["--select", *select]
-    if exclude:
-        extra += ["--exclude", *exclude]
-    if indirect_selection:
-        extra += ["--indirect-selection", indirect_selection]
-    args = dbt_args("build", dbt_vars=dbt_vars, extra=extra, project_dir=project_dir)
-    command = " ".join(["build", *extra])
     if use_prefect is None:
         use_prefect = prefect_api_available()
-    with dbt_environment(database, schema):
-        if use_prefect:
-            from prefect_dbt import PrefectDbtRunner
-            from prefect_dbt.core.settings import PrefectDbtSettings
+    if progress is None:
+        progress = os.environ.get("DBT_QUIET", "").lower() not in ("1", "true", "yes")
+    selection = ["--select", *select] if select else []
+    skip_types = ["--exclude-resource-type", "test"]
+    if not unit_tests:
+        skip_types += ["--exclude-resource-type", "unit_test"]
+    env = {AS_OF_ENV: as_of or "", SYMBOLS_ENV: ",".join(symbols or ())}
+    run = _Invoker(database, schema, dbt_vars, env, project_dir, use_prefect, progress)
 
-            paths = dbt_paths(project_dir)
-            runner = PrefectDbtRunner(
-                settings=PrefectDbtSettings(
-                    project_dir=paths.project_dir,
-                    profiles_dir=paths.profiles_dir,
-                    target_path=paths.target_path,
-                ),
-                raise_on_failure=False,
-            )
-            try:
-                res = runner.invoke(args)
-            except ValueError as exc:  # prefect-dbt's wrapper of dbt's own exception
-                raise DbtRunError(command, _first_lines(str(exc))) from None
-            runner_name = "prefect-dbt"
-        else:
-            from dbt.cli.main import dbtRunner
+    models = run("build", [*selection, *_exclude(exclude, []), *skip_types])
+    failed = [node.name for node in models.failed_nodes if node.resource_type != "unit_test"]
+    check_args = [*selection, *_exclude(exclude, [f"{name}+" for name in failed])]
+    if not unit_tests:
+        check_args += ["--exclude-resource-type", "unit_test"]
+    if indirect_selection:
+        check_args += ["--indirect-selection", indirect_selection]
+    checks = run("test", check_args)
+    return DbtBuildResult(
+        command=f"{models.command}; {checks.command}",
+        success=models.success and checks.success,
+        tests=checks.tests,
+        nodes=models.nodes + checks.nodes,
+        runner=checks.runner,
+        full_parse=_either(models.full_parse, checks.full_parse),
+    )
 
-            res = dbtRunner().invoke(args)
-            runner_name = "dbt"
-    if res.exception is not None or res.result is None:
-        raise DbtRunError(command, _first_lines(str(res.exception or "no result")))
-    return parse_build_result(res, command=command, runner=runner_name)
+
+def _exclude(exclude: Sequence[str] | None, more: list[str]) -> list[str]:
+    names = [*(exclude or ()), *more]
+    return ["--exclude", *names] if names else []
+
+
+def _either(first: bool | None, second: bool | None) -> bool | None:
+    if first is None and second is None:
+        return None
+    return bool(first) or bool(second)
+
+
+class _Invoker:
+    """One dbt command at a time with the run's settings (see :func:`build`)."""
+
+    def __init__(
+        self,
+        database: Database,
+        schema: str,
+        dbt_vars: Mapping[str, Any] | None,
+        env: Mapping[str, str],
+        project_dir: Path | None,
+        use_prefect: bool,
+        progress: bool,
+    ) -> None:
+        self.database = database
+        self.schema = schema
+        self.dbt_vars = dbt_vars
+        # set even when empty: a value left in the caller's environment must not leak in
+        self.env = dict(env)
+        self.project_dir = project_dir
+        self.use_prefect = use_prefect
+        self.progress = progress
+
+    def __call__(self, command: str, extra: list[str]) -> DbtBuildResult:
+        label = " ".join([command, *extra])
+        quiet = self.progress and not self.use_prefect
+        args = dbt_args(
+            command,
+            dbt_vars=self.dbt_vars,
+            extra=[*extra, "--quiet"] if quiet else extra,
+            project_dir=self.project_dir,
+        )
+        watcher = DbtEventWatcher(sys.stdout if quiet else None)
+        with dbt_environment(self.database, self.schema, self.env):
+            if self.use_prefect:
+                from prefect_dbt import PrefectDbtRunner
+                from prefect_dbt.core.settings import PrefectDbtSettings
+
+                paths = dbt_paths(self.project_dir)
+                runner = PrefectDbtRunner(
+                    settings=PrefectDbtSettings(
+                        project_dir=paths.project_dir,
+                        profiles_dir=paths.profiles_dir,
+                        target_path=paths.target_path,
+                    ),
+                    raise_on_failure=False,
+                )
+                try:
+                    res = runner.invoke(args)
+                except ValueError as exc:  # prefect-dbt's wrapper of dbt's own exception
+                    raise DbtRunError(label, _first_lines(str(exc))) from None
+                runner_name, full_parse = "prefect-dbt", None
+            else:
+                from dbt.cli.main import dbtRunner
+
+                res = dbtRunner(callbacks=[watcher]).invoke(args)
+                runner_name, full_parse = "dbt", watcher.full_parse
+        if res.exception is not None or res.result is None:
+            raise DbtRunError(label, _first_lines(str(res.exception or "no result")))
+        parsed = parse_build_result(res, command=label, runner=runner_name)
+        if full_parse is None:
+            return parsed
+        return DbtBuildResult(
+            parsed.command, parsed.success, parsed.tests, parsed.nodes, runner_name, full_parse
+        )
+
+
+class DbtEventWatcher:
+    """A dbt event callback: notes how dbt parsed, and prints one line per finished node.
+
+    dbt's own log prints two lines per node (start and result) and, by default, ANSI colours;
+    this prints ``<STATUS> <resource type> <name>[: <n> rows] (<seconds>s)`` once per node,
+    plain text, e.g. ``WARN  test candle_gaps_stg_market__candles: 3 rows (0.41s)``.
+
+    Attributes:
+        full_parse: True once dbt said it cannot partially parse ("Unable to do partial
+            parsing because ..."), False once it used its saved parse, None before either.
+        full_parse_reason: dbt's reason for a full parse.
+        lines: the lines printed (or that would have been, without a stream).
+    """
+
+    def __init__(self, stream: Any | None = None) -> None:
+        self.stream = stream
+        self.full_parse: bool | None = None
+        self.full_parse_reason: str | None = None
+        self.lines: list[str] = []
+        self._started = time.monotonic()
+
+    def __call__(self, event: Any) -> None:
+        name = event.info.name
+        if name == "UnableToPartialParse":
+            self.full_parse = True
+            self.full_parse_reason = str(event.data.reason)
+        elif name in ("PartialParsingEnabled", "PartialParsingSkipParsing"):
+            if self.full_parse is None:
+                self.full_parse = False
+        elif name == "NodeFinished":
+            self._node_line(event.data)
+
+    def _node_line(self, data: Any) -> None:
+        info, result = data.node_info, data.run_result
+        status = (result.status or info.node_status or "?").upper()
+        line = f"{status:<7} {info.resource_type} {info.node_name}"
+        if info.resource_type == "test" and result.num_failures:
+            line += f": {result.num_failures} rows"
+        elif status in ("ERROR", "FAIL") and result.message:
+            line += f": {_first_lines(result.message, 1)}"
+        line += f" ({result.execution_time:.2f}s)"
+        self.lines.append(line)
+        if self.stream is not None:
+            print(line, file=self.stream, flush=True)
 
 
 def parse_build_result(res: Any, *, command: str, runner: str) -> DbtBuildResult:

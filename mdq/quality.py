@@ -19,7 +19,7 @@ Check families are dbt tags on the tests: ``gaps``, ``outliers``, ``staleness`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -149,6 +149,8 @@ def run_quality_checks(
     seen_at: datetime | None = None,
     record: bool | None = None,
     wait_seconds: float = 0.0,
+    dbt_vars: Mapping[str, Any] | None = None,
+    symbols: Sequence[str] | None = None,
 ) -> QualityReport:
     """Run dbt, persist every warning/failing test as anomalies (live runs), and report.
 
@@ -169,6 +171,11 @@ def run_quality_checks(
             (no ``as_of``) does, a run with ``as_of`` is a what-if (module docstring).
         wait_seconds: how long to wait for another run holding the check lock (0: fail at
             once).
+        dbt_vars: dbt ``--vars`` (e.g. ``{"mdq_outlier_z": {"*:*": 12}}``); a change of
+            vars makes dbt re-parse the whole project, so per-run values (as_of) never go
+            here.
+        symbols: check only these symbols: the checks keep only their rows (dbt's verdict
+            too), only their anomalies are recorded, resolved and counted; None: all.
 
     Returns:
         The report; ``verdict`` says ok / anomalies / broken.
@@ -198,9 +205,17 @@ def run_quality_checks(
             project_dir=project_dir,
             use_prefect=use_prefect,
             today=(as_of or seen_at).astimezone(UTC).date(),
+            dbt_vars=dbt_vars,
+            symbols=symbols,
         )
         return persist_build_result(
-            database, result, full_run=select is None, seen_at=seen_at, as_of=as_of, record=record
+            database,
+            result,
+            full_run=select is None and symbols is None,
+            seen_at=seen_at,
+            as_of=as_of,
+            record=record,
+            symbols=symbols,
         )
 
 
@@ -213,6 +228,8 @@ def build_checks(
     today: date,
     project_dir: Path | None = None,
     use_prefect: bool | None = None,
+    dbt_vars: Mapping[str, Any] | None = None,
+    symbols: Sequence[str] | None = None,
 ) -> dbt.DbtBuildResult:
     """Refresh the trading sessions, then ``dbt build`` the checks (nothing is persisted).
 
@@ -224,6 +241,8 @@ def build_checks(
         today: the current UTC date, for the sessions' range.
         project_dir: another dbt project (tests).
         use_prefect: force or forbid prefect-dbt.
+        dbt_vars: dbt ``--vars`` (a change makes dbt re-parse the project).
+        symbols: keep only these symbols' rows of the checks (None: all).
 
     Raises:
         DbtRunError: dbt could not run at all.
@@ -234,11 +253,26 @@ def build_checks(
         database,
         schema,
         select=select,
-        dbt_vars={"as_of": as_of.astimezone(UTC).isoformat()} if as_of else None,
+        dbt_vars=dbt_vars,
+        as_of=as_of_text(as_of),
+        symbols=symbols,
         indirect_selection="empty" if select is not None else None,
         project_dir=project_dir,
         use_prefect=use_prefect,
     )
+
+
+def as_of_text(as_of: datetime | None) -> str | None:
+    """``as_of`` as dbt receives it: ISO 8601 in UTC (``2024-06-01T00:00:00+00:00``), or None.
+
+    Raises:
+        ValueError: a naive datetime.
+    """
+    if as_of is None:
+        return None
+    if as_of.tzinfo is None:
+        raise ValueError(f"as_of must be timezone-aware (UTC), got naive {as_of.isoformat()}")
+    return as_of.astimezone(UTC).isoformat()
 
 
 def ensure_forward(conn: Any, as_of: datetime) -> None:
@@ -283,6 +317,7 @@ def persist_build_result(
     seen_at: datetime,
     as_of: datetime | None = None,
     record: bool | None = None,
+    symbols: Sequence[str] | None = None,
 ) -> QualityReport:
     """Read the failing rows of ``result``'s tests and persist them (see module docstring).
 
@@ -294,6 +329,9 @@ def persist_build_result(
         as_of: the reference time given to dbt, for the report.
         record: write them; False (what-if) rolls everything back and returns the findings
             in the report; None: record only when ``as_of`` is None.
+        symbols: the run was restricted to these symbols: findings of other symbols are
+            dropped (an analyst's test that ignores the restriction may report them) and only
+            these symbols' anomalies are resolved and counted; None: all.
 
     Raises:
         RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
@@ -301,7 +339,13 @@ def persist_build_result(
     record = as_of is None if record is None else record
     with connect(database) as conn, conn.transaction(force_rollback=not record):
         return persist_on(
-            conn, result, full_run=full_run, seen_at=seen_at, as_of=as_of, record=record
+            conn,
+            result,
+            full_run=full_run,
+            seen_at=seen_at,
+            as_of=as_of,
+            record=record,
+            symbols=symbols,
         )
 
 
@@ -313,9 +357,12 @@ def persist_on(
     seen_at: datetime,
     as_of: datetime | None,
     record: bool,
+    symbols: Sequence[str] | None = None,
 ) -> QualityReport:
     """:func:`persist_build_result` on a connection whose transaction the caller owns (and
     rolls back for a what-if: ``record`` False only lists the findings in the report).
+
+    ``symbols``: as :func:`persist_build_result`.
 
     Raises:
         RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
@@ -332,7 +379,11 @@ def persist_on(
             complete.append(test.unique_id)
             continue
         rows, whole = _failing_rows(conn, test)
-        records += anomalies_from_rows(test, rows)
+        records += [
+            found
+            for found in anomalies_from_rows(test, rows)
+            if symbols is None or found.symbol is None or found.symbol in symbols
+        ]
         if whole:
             complete.append(test.unique_id)
     counts = anomalies_db.persist_findings(
@@ -341,8 +392,11 @@ def persist_on(
         completed_test_ids=complete,
         seen_at=seen_at,
         retire_unknown_except=[t.unique_id for t in result.tests] if full_run else None,
+        symbols=symbols,
     )
-    open_ = anomalies_db.open_counts(conn, [t.unique_id for t in result.tests if t.ran])
+    open_ = anomalies_db.open_counts(
+        conn, [t.unique_id for t in result.tests if t.ran], symbols=symbols
+    )
     if record and any(t.ran for t in result.tests):  # a run that judged nothing moves nothing
         anomalies_db.record_run(conn, seen_at=seen_at, as_of=as_of, full_run=full_run)
     else:

@@ -123,6 +123,7 @@ def persist_findings(
     completed_test_ids: Collection[str],
     seen_at: datetime,
     retire_unknown_except: Collection[str] | None = None,
+    symbols: Collection[str] | None = None,
 ) -> PersistCounts:
     """Upsert one run's findings and resolve what its tests no longer report, atomically.
 
@@ -135,6 +136,8 @@ def persist_findings(
         retire_unknown_except: for a run of the whole project: every test id dbt knows;
             open anomalies of dbt tests not among them (the test was removed) are resolved
             too. Anomalies without a dbt_unique_id (written by other producers) never are.
+        symbols: a run restricted to these symbols (``mdq check --symbols``) resolves only
+            their anomalies (None: any).
 
     Returns:
         The counts.
@@ -241,8 +244,11 @@ def persist_findings(
                 and not exists (
                     select 1 from anomaly_stage as s where s.fingerprint = a.fingerprint
                 )
+                and (%(any_symbol)s or a.symbol = any(%(symbols)s))
             """,
             {
+                "any_symbol": symbols is None,
+                "symbols": list(symbols or ()),
                 "seen": seen_at,
                 "done": list(completed_test_ids),
                 "retire": retire_unknown_except is not None,
@@ -256,7 +262,9 @@ def persist_findings(
 
 
 def open_counts(
-    conn: psycopg.Connection, test_ids: Collection[str] | None = None
+    conn: psycopg.Connection,
+    test_ids: Collection[str] | None = None,
+    symbols: Collection[str] | None = None,
 ) -> dict[str, int]:
     """Open anomalies by severity, and how many are acknowledged or muted.
 
@@ -266,6 +274,7 @@ def open_counts(
     Args:
         conn: an open connection.
         test_ids: only anomalies of these dbt tests (None: all).
+        symbols: only anomalies of these symbols (None: all, also those without a symbol).
 
     Returns:
         ``{"error": e, "warn": w, "acknowledged": a, "muted": m}`` (every key always present).
@@ -278,9 +287,15 @@ def open_counts(
         from data_anomalies as a
         inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
         where a.status = 'open' and (%(all)s or a.dbt_unique_id = any(%(ids)s))
+            and (%(any_symbol)s or a.symbol = any(%(symbols)s))
         group by 1
         """,
-        {"all": test_ids is None, "ids": list(test_ids or ())},
+        {
+            "all": test_ids is None,
+            "ids": list(test_ids or ()),
+            "any_symbol": symbols is None,
+            "symbols": list(symbols or ()),
+        },
     ).fetchall()
     counts = {"error": 0, "warn": 0, "acknowledged": 0, "muted": 0}
     counts.update({str(key): int(n) for key, n in rows})

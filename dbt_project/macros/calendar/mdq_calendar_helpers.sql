@@ -31,14 +31,14 @@
 
 {% macro mdq_as_of() %}
     {#-
-        The reference time of every "now"-dependent check: dbt var `as_of` (an
-        ISO 8601 timestamp with offset, e.g. '2024-06-01T00:00:00Z') or now()
-        when unset.
+        The reference time of every "now"-dependent check: dbt var `as_of`, else
+        the environment variable MDQ_AS_OF (macro mdq_as_of_text; an ISO 8601
+        timestamp with offset, e.g. '2024-06-01T00:00:00Z'), or now() when unset.
 
         Raises:
             compiler error: `as_of` is not an ISO 8601 date or timestamp.
     -#}
-    {%- set value = var('as_of', none) -%}
+    {%- set value = mdq_as_of_text() -%}
     {%- if value is none or value == '' -%}
         now()
     {%- else -%}

@@ -1,11 +1,12 @@
 {#-
     price_check_as_of()
 
-    The reference time as a timestamptz SQL expression: the dbt var `as_of`
-    (an ISO 8601 string with offset) or, when it is unset, now().
+    The reference time as a timestamptz SQL expression: the dbt var `as_of`,
+    else the environment variable MDQ_AS_OF (macro mdq_as_of_text; an ISO 8601
+    string with offset) or, when both are unset, now().
 -#}
 {% macro price_check_as_of() %}
-    {%- set as_of = var('as_of', none) -%}
+    {%- set as_of = mdq_as_of_text() -%}
     {%- if as_of is none or as_of == '' -%}
         now()
     {%- else -%}

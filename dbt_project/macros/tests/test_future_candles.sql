@@ -33,7 +33,7 @@
     ) }}
 {%- endif -%}
 
-{%- set as_of_var = var('as_of', none) -%}
+{%- set as_of_var = mdq_as_of_text() -%}
 {%- if as_of_var -%}
     {%- set as_of_text = as_of_var | string -%}
     {%- set iso_8601 = '^\d{4}-\d{2}-\d{2}'
