@@ -127,11 +127,12 @@ def row_shape(columns: Iterable[str]) -> Literal["contract", "context", "other"]
 def severity_of(test: DbtTestResult, row_severity: object = None) -> TAnomalySeverity:
     """The severity of a finding.
 
-    A row's own ``severity`` (from the check's dbt vars, per asset class and timeframe) is used
-    when it is ``warn`` or ``error``: the project's checks run with dbt ``severity: warn`` so that
-    a finding never skips downstream models, and carry the real severity on each row. Rows
-    without one (an analyst's plain test) take dbt's verdict: status ``warn`` or a test
-    configured ``severity: warn`` → warn, ``fail`` → error.
+    A row's own ``severity`` (from the check's dbt vars, per symbol, asset class and timeframe)
+    is used when it is ``warn`` or ``error``: each of the project's checks carries the severity
+    on every row, and dbt's verdict follows the rows (``error_if``: fail when a row says error,
+    else warn), so a check with warn and error rows is one failing test whose warn rows stay
+    warn. Rows without one (an analyst's plain test) take dbt's verdict: status ``warn`` or a
+    test configured ``severity: warn`` → warn, ``fail`` → error.
 
     Args:
         test: the dbt test result.
