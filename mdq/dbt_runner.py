@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mdq.db import Database
-from mdq.exceptions import DbtRunError
+from mdq.exceptions import DbtExpectationsUnavailable, DbtRunError
 from mdq.resources import dbt_work_dir, project_file
 
 #: The dbt project and the profiles directory (the checkout's, or the wheel's copies; an
@@ -178,7 +178,36 @@ def run_dbt(
     from dbt.cli.main import dbtRunner
 
     with dbt_environment(database, schema):
+        ensure_packages(None)
         return dbtRunner().invoke(dbt_args(command, dbt_vars=dbt_vars, extra=extra))
+
+
+def ensure_packages(project_dir: Path | None) -> None:
+    """Prepare the optional dbt-expectations package for the next dbt command (call it with the
+    dbt lock held): see :mod:`mdq.dbt_expectations`. A no-op while ``MDQ_DBT_EXPECTATIONS`` is
+    off and mdq wrote no ``packages.yml``.
+
+    Raises:
+        DbtExpectationsUnavailable: the switch is on and the package cannot be installed, or
+            mdq runs from an installed wheel (whose project folder is never written to).
+    """
+    from mdq import dbt_expectations
+
+    paths = dbt_paths(project_dir)
+    if paths.explicit:
+        if dbt_expectations.enabled():
+            raise DbtExpectationsUnavailable(
+                "an installed mdq does not write into its package; use a checkout"
+            )
+        return
+
+    def deps() -> tuple[bool, str]:
+        from dbt.cli.main import dbtRunner
+
+        res = dbtRunner().invoke(dbt_args("deps", project_dir=project_dir))
+        return bool(res.success), str(res.exception or "dbt deps failed")
+
+    dbt_expectations.prepare_packages(paths.project_dir, deps=deps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,6 +476,7 @@ class _Invoker:
         )
         watcher = DbtEventWatcher(sys.stdout if quiet else None)
         with dbt_environment(self.database, self.schema, self.env):
+            ensure_packages(self.project_dir)
             if self.use_prefect:
                 from prefect_dbt import PrefectDbtRunner
                 from prefect_dbt.core.settings import PrefectDbtSettings

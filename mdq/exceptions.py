@@ -219,6 +219,22 @@ class LeaseLost(TerminalError):
         )
 
 
+class DbtExpectationsUnavailable(TerminalError):
+    """``MDQ_DBT_EXPECTATIONS`` is on but the dbt package ``metaplane/dbt_expectations`` is
+    not installed and could not be (no access to the dbt hub), or cannot be declared.
+
+    Attributes:
+        reason: what is missing and what to do.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            "the dbt-expectations tests are enabled (MDQ_DBT_EXPECTATIONS=1) but the package "
+            f"metaplane/dbt_expectations is not installed: {reason}"
+        )
+
+
 class DbtRunError(TerminalError):
     """dbt could not run at all (project does not parse, profile invalid, ...); no check ran.
 

@@ -358,3 +358,37 @@ def test_bad_check_options_exit_2(vdb: Database, args: list[str], message: str) 
     result = mdq("check", *args, db=vdb)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_the_default_project_needs_nothing_from_the_dbt_hub() -> None:
+    """No packages.yml or dependencies.yml by default: every dbt command above ran without one,
+    and nothing was installed."""
+    assert not (DBT_PROJECT_DIR / "packages.yml").exists()
+    assert not (DBT_PROJECT_DIR / "dependencies.yml").exists()
+    assert not (DBT_PROJECT_DIR / "dbt_packages" / "dbt_expectations").exists()
+
+
+def test_enabling_dbt_expectations_without_the_package_is_one_clear_error(
+    vdb: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mdq.dbt_runner import ensure_packages
+
+    monkeypatch.setenv("MDQ_DBT_EXPECTATIONS", "1")
+    result = mdq("check", db=vdb)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "error: the dbt-expectations tests are enabled (MDQ_DBT_EXPECTATIONS=1) but the package "
+        "metaplane/dbt_expectations is not installed: dbt deps could not install it ("
+    )
+    assert errors[0].endswith(
+        "run dbt deps where hub.getdbt.com is reachable, or unset MDQ_DBT_EXPECTATIONS"
+    )
+    written = DBT_PROJECT_DIR / "packages.yml"
+    assert written.read_text() == (DBT_PROJECT_DIR / "expectations" / "packages.yml").read_text()
+
+    # switched off again: the next dbt command removes the packages.yml mdq wrote
+    monkeypatch.delenv("MDQ_DBT_EXPECTATIONS")
+    ensure_packages(None)
+    assert not written.exists()
