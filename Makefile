@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_calendar_checks.py
 	$(BIN)/python bench/bench_checks.py
 	$(BIN)/python bench/bench_report.py
+	$(BIN)/python bench/bench_repeat_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache dbt_project/target dbt_project/logs build dist test-output

@@ -1,0 +1,127 @@
+"""Time a repeat ``mdq check``: the first run against a second one with no new data.
+
+Loads the shipped sample files (``mdq/sample_data``: five stocks daily 2000-2013, AAPL 1m,
+BTCUSD and EURUSD hourly) into a fresh database, removes dbt's saved parse
+(``dbt_project/target/partial_parse.msgpack``), then runs the real console script
+``mdq check`` (a live run: it records its findings) as a user would:
+
+* ``first``: dbt parses the whole project and builds every model (incremental ones in full);
+* ``second, no new data``: the same command again; dbt re-uses its saved parse (the run's
+  reference time reaches dbt in the environment, ``MDQ_AS_OF``, not in ``--vars``) and the
+  incremental models add nothing;
+* ``second, vars changed``: for comparison, the same with a changed ``--vars`` value, which
+  makes dbt re-parse the whole project (what every run cost while ``as_of`` went in
+  ``--vars``).
+
+For each run it reads dbt's log (``dbt_project/logs/dbt.log``) to tell whether dbt parsed the
+whole project ("Unable to do partial parsing"), and prints one table: seconds, full parse, and
+the ratio of the first run's time to each run's.
+
+Run (about 3 minutes on 2 busy cores)::
+
+    .venv/bin/python bench/bench_repeat_check.py
+
+Measured here (sample data, 1.0M candles; embedded PostgreSQL 16; 2 cores shared with other
+jobs): see the report of issue 9 and the README's "Fast repeat runs".
+
+The server is ``MDQ_DATABASE_URL`` when set, else the embedded server under ``.mdq-bench``. The
+database ``mdq_bench_<random>`` is dropped at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from psycopg import sql
+
+from mdq import embedded
+from mdq.db import Database, connect, parse_url
+from mdq.db.migrate import apply_migrations
+from mdq.dbt_runner import DBT_PROJECT_DIR
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DBT_LOG = DBT_PROJECT_DIR / "logs" / "dbt.log"
+MDQ = Path(sys.executable).parent / "mdq"
+
+
+def log_size() -> int:
+    return DBT_LOG.stat().st_size if DBT_LOG.exists() else 0
+
+
+def run_check(database: Database, *args: str) -> tuple[float, bool, int]:
+    """Run ``mdq check`` once; returns (seconds, dbt parsed the whole project, exit status).
+
+    Raises:
+        SystemExit: the check could not run (exit status 2).
+    """
+    env = {**os.environ, "MDQ_DATABASE_URL": database.url(), "MDQ_DBT_SCHEMA": "bench"}
+    before = log_size()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(MDQ), "check", *args], env=env, capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode == 2:
+        raise SystemExit(f"mdq check could not run:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    with DBT_LOG.open("rb") as log:
+        log.seek(before if log_size() >= before else 0)
+        appended = log.read().decode(errors="replace")
+    return seconds, "Unable to do partial parsing" in appended, done.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+
+    url = os.environ.get("MDQ_DATABASE_URL")
+    home = REPO_ROOT / ".mdq-bench"
+    started = False
+    if url:
+        server = parse_url(url)
+    else:
+        socket_dir, started = embedded.start(home)
+        server = Database(socket_dir, 5432, "postgres", "", "postgres", embedded_home=home)
+    name = f"mdq_bench_{uuid.uuid4().hex[:8]}"
+    with connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    database = server.with_dbname(name)
+    try:
+        from mdq.backfill_core import load_sample_data
+
+        with connect(database) as conn:
+            apply_migrations(conn)
+        loaded = load_sample_data(database)
+        with connect(database, autocommit=True) as conn:
+            (candles,) = conn.execute("select count(*) from market_data").fetchone() or (0,)
+        print(f"loaded {candles} candles in {len(loaded)} series", flush=True)
+
+        (DBT_PROJECT_DIR / "target" / "partial_parse.msgpack").unlink(missing_ok=True)
+        rows = [("first (no saved parse, models built in full)", *run_check(database))]
+        rows.append(("second, no new data", *run_check(database)))
+        probe = f"{{mdq_bench_probe: {uuid.uuid4().hex[:6]}}}"
+        rows.append(("second, vars changed (full re-parse)", *run_check(database, "--vars", probe)))
+
+        first = rows[0][1]
+        print(f"\n{'run':<48} {'seconds':>8} {'full parse':>11} {'exit':>5} {'first/this':>11}")
+        for label, seconds, full_parse, status in rows:
+            ratio = first / seconds
+            print(f"{label:<48} {seconds:>8.1f} {str(full_parse):>11} {status:>5} {ratio:>11.2f}")
+    finally:
+        if not args.keep:
+            with connect(server, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+                )
+        if started:
+            embedded.stop(home)
+
+
+if __name__ == "__main__":
+    main()
