@@ -224,3 +224,31 @@ def test_a_transient_error_is_retried_and_the_series_then_loads(
         ).fetchone()
     assert statuses == [("completed", 1), ("failed", 2)]
     assert streak == (0, 0)
+
+
+def test_runs_started_from_the_cli_are_tagged_and_named(
+    prefect_harness: None, no_heartbeats: None, flow_database: Database
+) -> None:
+    """`mdq backfill --prefect` runs the flow tagged mdq, cli, named after its provider."""
+    import re
+
+    from prefect.client.orchestration import get_client
+
+    from mdq.cli import _backfill_as_flow
+
+    seen: list[object] = []
+    results = _backfill_as_flow(
+        {"provider": "synthetic", "symbols": ["SYN1"], "start": JAN[0], "end": JAN[1]},
+        {"database": flow_database, "notifier": RecordingNotifier(), "on_result": seen.append},
+    )
+    assert [(r.symbol, r.timeframe, r.status) for r in results] == [("SYN1", "1m", "completed")]
+    assert seen == results
+    with connect(flow_database) as conn:
+        (run_id,) = conn.execute(
+            "select flow_run_id from backfill_state_persistent where execution_id = %s",
+            (results[0].execution_id,),
+        ).fetchone()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    assert {"mdq", "cli"} <= set(run.tags)
+    assert re.fullmatch(r"backfill synthetic \d{4}-\d\d-\d\dT\d\d:\d\dZ", run.name), run.name
