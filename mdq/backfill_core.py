@@ -12,6 +12,7 @@ task and :func:`run_backfill` in the flow; the CLI (without a Prefect API), ``md
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,6 +31,8 @@ from mdq.db import Database, connect
 from mdq.db import backfill as db
 from mdq.exceptions import (
     AccountingMismatch,
+    DatabaseUnreachable,
+    LeaseLost,
     MdqError,
     ProviderConfigError,
     UnknownSymbols,
@@ -84,7 +87,7 @@ class BackfillOptions:
         initial_history: scheduled mode: history of a series without watermark.
     """
 
-    lease_seconds: int = 300
+    lease_seconds: int = 30
     chunk_rows: int = 200_000
     alert_threshold: int = 3
     lookback: timedelta = timedelta(hours=24)
@@ -243,6 +246,44 @@ def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return [frame.iloc[i : i + size] for i in range(0, len(frame), size)] or [frame]
 
 
+class LeaseHeartbeat:
+    """Renews a running execution's lease every third of it, on its own connection.
+
+    So the lease can be short (``MDQ_BACKFILL_LEASE_SECONDS``, 30 s by default): a worker that
+    died, or lost its database, stops renewing and its series is free for the next run within
+    that time, while a slow chunk or fetch never loses a live worker's claim (issue 16).
+    Stops on :meth:`stop`, when the row is no longer in_progress (finished, or taken over:
+    :class:`~mdq.exceptions.LeaseLost`), or when the database cannot be reached.
+    """
+
+    def __init__(self, database: Database, execution_id: uuid.UUID, lease_seconds: int) -> None:
+        self.database = database
+        self.execution_id = execution_id
+        self.lease_seconds = lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{execution_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start renewing in a daemon thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing (waits for the thread at most a few seconds)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        interval = max(0.5, self.lease_seconds / 3)
+        try:
+            with connect(self.database, autocommit=True, timeout=5) as conn:
+                while not self._stop.wait(interval):
+                    db.renew_lease(conn, self.execution_id, self.lease_seconds)
+        except LeaseLost:
+            return
+        except (MdqError, psycopg.Error) as exc:
+            logger.warning("lease heartbeat of %s stopped: %s", self.execution_id, exc)
+
+
 def load_series(
     database: Database,
     provider: Provider,
@@ -390,6 +431,8 @@ def load_series(
                 watermark=db.get_watermark(conn, symbol, timeframe),
             )
 
+        beat = LeaseHeartbeat(database, execution_id, options.lease_seconds)
+        beat.start()
         try:
             if db.is_confirmed_empty(conn, symbol, timeframe, window):
                 return finish("completed", confirmed=True)
@@ -500,7 +543,17 @@ def load_series(
         except (MdqError, psycopg.Error, ValueError, ConnectionError, TimeoutError) as exc:
             logger.warning("backfill %s/%s failed: %s", symbol, timeframe, exc)
             transient = is_transient(exc) or isinstance(exc, psycopg.OperationalError)
-            return finish("failed", f"{type(exc).__name__}: {exc}", transient=transient)
+            try:
+                return finish("failed", f"{type(exc).__name__}: {exc}", transient=transient)
+            except psycopg.OperationalError:
+                # the database itself went away: the state row stays in_progress until its
+                # lease (no longer renewed) expires; the next run closes it as failed
+                first = (str(exc).strip().splitlines() or ["connection lost"])[0]
+                raise DatabaseUnreachable(
+                    database.target, f"lost during the backfill of {symbol}/{timeframe}: {first}"
+                ) from None
+        finally:
+            beat.stop()
 
 
 def _covered(window: Window, stalled_at: datetime | None) -> Window | None:

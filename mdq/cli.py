@@ -545,6 +545,16 @@ def backfill_command(
     if not results:
         err_console.print("error: nothing to load: the source has no series", highlight=False)
         raise typer.Exit(EXIT_COULD_NOT_RUN)
+    if all(r.status == "skipped" for r in results):
+        err_console.print(
+            f"error: every series was skipped ({len(results)}): another backfill holds them; "
+            "nothing was loaded",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_COULD_NOT_RUN)
+    if any(r.status == "failed" and r.transient for r in results):
+        # an outage (database, network) is "could not run", not a finding about the data
+        raise typer.Exit(EXIT_COULD_NOT_RUN)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 

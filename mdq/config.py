@@ -67,12 +67,13 @@ class Settings(BaseSettings):
         ),
     )
     backfill_lease_seconds: int = Field(
-        default=300,
+        default=30,
         ge=1,
         le=86_400,
         description=(
-            "Backfill: seconds an in_progress state row stays claimed without renewal; after it "
-            "the worker is presumed dead and another backfill may take the series over."
+            "Backfill: seconds an in_progress state row stays claimed without renewal (a "
+            "heartbeat renews it every third of this while the worker lives); after it the "
+            "worker is presumed dead and another backfill may take the series over."
         ),
     )
     backfill_chunk_rows: int = Field(

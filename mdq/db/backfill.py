@@ -99,8 +99,9 @@ def create_backfill_state(
     """Claim (symbol, timeframe) for one backfill execution.
 
     The partial unique index ``uq_backfill_state_one_active`` allows one pending/in_progress
-    row per (symbol, timeframe). An active row whose lease has expired (its worker died) is
-    marked failed and taken over. When a live backfill holds the series, the new execution is
+    row per (symbol, timeframe). An active row whose lease has expired (its worker died, or the
+    database went away under it) is marked failed, counted in the series' failure streak, and
+    taken over. When a live backfill holds the series, the new execution is
     recorded directly as ``skipped`` (a second active row is impossible) and must not run.
 
     Args:
@@ -143,9 +144,16 @@ def create_backfill_state(
                 and timeframe = %(timeframe)s
                 and status in ('pending', 'in_progress')
                 and lease_expires_at < clock_timestamp()
+            returning error_message
             """,
             params,
         )
+        for (reason,) in [(r["error_message"],) for r in cur.fetchall()]:
+            # the dead execution is a failure of the series: extend its streak (its one alert
+            # is claimed by the next outcome that reaches the threshold)
+            track_symbol_failure(
+                conn, symbol, timeframe, success=False, threshold=2**31 - 1, error=reason
+            )
         cur.execute(
             """
             insert into backfill_state_persistent (
