@@ -38,6 +38,7 @@ from mdq.exceptions import (
     UnknownSymbols,
     is_transient,
 )
+from mdq.labels import Convention, canonical_ts, detect_convention
 from mdq.notify import Alert, LogNotifier, Notifier
 from mdq.providers.base import CorporateAction, FetchResult, Instrument, Provider, Series
 from mdq.validation import (
@@ -157,6 +158,32 @@ class SeriesResult:
             f"quarantined {self.quarantined}, duplicates {self.duplicates}"
             + (f" ({self.error})" if self.error else "")
         )
+
+
+def relabel(
+    provider: Provider, candles: pd.DataFrame, timeframe: str, calendar: str | None
+) -> tuple[pd.DataFrame, Convention]:
+    """Map the vendor's labels to canonical open times (:mod:`mdq.labels`): the convention is
+    the mapping's ``[labels]`` where the provider has one, else detected from the batch.
+
+    Returns:
+        (the candles with ``ts`` canonical and the vendor's label in ``source_ts``; the
+        convention).
+
+    Raises:
+        UnsupportedTimeframe: unknown timeframe.
+        ValueError: unknown calendar.
+    """
+    mapping = getattr(provider, "mapping", None)
+    overrides = getattr(mapping, "labels", None) or {}
+    ts = candles["ts"]
+    if getattr(ts.dt, "tz", None) is None:  # naive: validation rejects every row
+        return candles.assign(source_ts=ts), Convention(None, "session", "open", "default")
+    convention = detect_convention(ts, timeframe, calendar, overrides)
+    return (
+        candles.assign(source_ts=ts, ts=canonical_ts(ts, timeframe, calendar, convention)),
+        convention,
+    )
 
 
 def rejected_everything(count: int, rejected: Sequence[Rejected]) -> str:
@@ -440,15 +467,17 @@ def load_series(
             candles = fetched.candles
             counts["fetched"] = len(candles) + len(fetched.rejected)
             counts["outside_window"] = fetched.outside_window
-            grid = grid_for(timeframe, request.calendar)
+            candles, convention = relabel(provider, candles, timeframe, request.calendar)
+            grid = grid_for(timeframe, request.calendar, clock=convention.grid == "clock")
             valid, invalid = validate_candles(candles, grid, fetched.raw)
-            batch = dedupe_batch(valid)
+            # the same session under two labels (BH-01): the later label is the final one
+            batch = dedupe_batch(valid.sort_values(["ts", "source_ts"], kind="stable"))
             counts["duplicates"] = batch.exact_duplicates
             conflicting = [
                 Rejected(
                     int(row.source_row) if int(row.source_row) >= 0 else None,
-                    f"duplicate ts {row.ts.isoformat()} in one batch with different values; "
-                    "the later row was kept",
+                    f"duplicate ts {row.ts.isoformat()} in one batch with different values "
+                    f"(label {row.source_ts.isoformat()}); the later row was kept",
                     {k: safe_text(v) for k, v in row._asdict().items() if k != "Index"},
                     "conflicting_duplicate",
                 )
@@ -460,6 +489,16 @@ def load_series(
             # A source that stopped advancing (BH-08 kind) covered only [start, stalled_at).
             covered = _covered(window, fetched.stalled_at)
             with conn.transaction():
+                if len(candles):
+                    db.record_series_labels(
+                        conn,
+                        symbol,
+                        timeframe,
+                        daily_label=convention.daily,
+                        intraday_grid=convention.grid,
+                        intraday_label=convention.label,
+                        decided_by=convention.decided_by,
+                    )
                 db.quarantine(
                     conn,
                     rejected,

@@ -111,11 +111,14 @@ class Grid:
         zone: IANA zone the grid is anchored in (``UTC`` for 24/7 and FX).
         anchor_minutes: minutes after local midnight that intraday candles count from.
         seconds: candle length in seconds.
+        clock: True for a clock grid (multiples of ``seconds`` from local midnight, plus a
+            stub candle at ``anchor_minutes``, the open; :mod:`mdq.labels`).
     """
 
     zone: str
     anchor_minutes: int
     seconds: int
+    clock: bool = False
 
 
 @lru_cache(maxsize=64)
@@ -146,15 +149,16 @@ def calendar_zone(calendar: str | None) -> tuple[str, int]:
     return (str(cal.tz), open_time.hour * 60 + open_time.minute)
 
 
-def grid_for(timeframe: str, calendar: str | None) -> Grid:
-    """The grid of a timeframe on a calendar (see the module docstring).
+def grid_for(timeframe: str, calendar: str | None, *, clock: bool = False) -> Grid:
+    """The grid of a timeframe on a calendar (see the module docstring); ``clock`` for a
+    series on the clock grid (:mod:`mdq.labels`).
 
     Raises:
         UnsupportedTimeframe: unknown timeframe.
         ValueError: unknown calendar.
     """
     zone, anchor = calendar_zone(calendar)
-    return Grid(zone=zone, anchor_minutes=anchor, seconds=timeframe_seconds(timeframe))
+    return Grid(zone=zone, anchor_minutes=anchor, seconds=timeframe_seconds(timeframe), clock=clock)
 
 
 def off_grid_mask(ts: pd.Series, grid: Grid) -> np.ndarray:
@@ -180,6 +184,9 @@ def off_grid_mask(ts: pd.Series, grid: Grid) -> np.ndarray:
     step_ns = grid.seconds * 10**9
     if grid.seconds >= 86_400:
         off = local_ns % day_ns != 0
+    elif grid.clock:
+        anchor_ns = grid.anchor_minutes * 60 * 10**9
+        off = (local_ns % step_ns != 0) & (local_ns % day_ns != anchor_ns)
     else:
         off = (local_ns - grid.anchor_minutes * 60 * 10**9) % step_ns != 0
     return np.asarray(off & ts.notna().to_numpy())

@@ -43,6 +43,7 @@ WRITE_COLUMNS: tuple[str, ...] = (
     "volume",
     "source",
     "is_final",
+    "source_ts",
 )
 _COLUMN_LIST = ", ".join(WRITE_COLUMNS)
 ACTIVE = ("pending", "in_progress")
@@ -373,11 +374,22 @@ def _csv_bytes(candles: pd.DataFrame, source: str) -> bytes:
             },
             "source": pa.array([source] * n, pa.string()) if n else pa.array([], pa.string()),
             "is_final": pa.array(candles["is_final"].to_numpy(dtype=bool), pa.bool_()),
+            "source_ts": _source_ts(candles),
         }
     )
     sink = io.BytesIO()
     pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
     return sink.getvalue()
+
+
+def _source_ts(candles: pd.DataFrame) -> pa.Array:
+    """The vendor's label where it differs from ``ts`` (:mod:`mdq.labels`), else null."""
+    if "source_ts" not in candles or len(candles) == 0:
+        return pa.nulls(len(candles), pa.timestamp("us", tz="UTC"))
+    label = candles["source_ts"].dt.as_unit("us")
+    same = (label == candles["ts"].dt.as_unit("us")) | label.isna()
+    values = label.astype("int64").to_numpy()
+    return pa.array(values, pa.int64(), mask=same.to_numpy()).cast(pa.timestamp("us", tz="UTC"))
 
 
 def _copy(conn: psycopg.Connection, table: str, payload: bytes) -> None:
@@ -437,7 +449,7 @@ def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: st
                 symbol text, asset_class text, timeframe text, ts timestamptz,
                 open double precision, high double precision, low double precision,
                 close double precision, volume double precision, source text,
-                is_final boolean
+                is_final boolean, source_ts timestamptz
             ) on commit delete rows
             """
         )
@@ -448,7 +460,7 @@ def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: st
             with upserted as (
                 insert into market_data as md (
                     symbol, asset_class, timeframe, ts, open, high, low, close, volume,
-                    source, is_final
+                    source, is_final, source_ts
                 )
                 select
                     incoming.symbol,
@@ -461,7 +473,8 @@ def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: st
                     incoming.close,
                     incoming.volume,
                     incoming.source,
-                    incoming.is_final
+                    incoming.is_final,
+                    incoming.source_ts
                 from mdq_incoming_candles as incoming
                 on conflict (symbol, timeframe, ts) do update
                 set asset_class = excluded.asset_class,
@@ -472,6 +485,7 @@ def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: st
                     volume = excluded.volume,
                     source = excluded.source,
                     is_final = excluded.is_final,
+                    source_ts = excluded.source_ts,
                     updated_at = now()
                 where (
                     md.asset_class, md.open, md.high, md.low, md.close, md.volume, md.is_final
@@ -496,6 +510,40 @@ def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: st
     assert result is not None
     inserted, updated = int(result[0]), int(result[1])
     return WriteCounts(inserted, updated, n - inserted - updated)
+
+
+def record_series_labels(
+    conn: psycopg.Connection,
+    symbol: str,
+    timeframe: str,
+    *,
+    daily_label: str | None,
+    intraday_grid: str,
+    intraday_label: str,
+    decided_by: str,
+) -> None:
+    """Store the label convention a series was loaded in (``series_labels``, migration 062);
+    the calendar checks read its grid."""
+    conn.execute(
+        """
+        insert into series_labels as s (
+            symbol, timeframe, daily_label, intraday_grid, intraday_label, decided_by
+        )
+        values (%s, %s, %s, %s, %s, %s)
+        on conflict (symbol, timeframe) do update
+        set daily_label = excluded.daily_label,
+            intraday_grid = excluded.intraday_grid,
+            intraday_label = excluded.intraday_label,
+            decided_by = excluded.decided_by,
+            updated_at = now()
+        where (s.daily_label, s.intraday_grid, s.intraday_label, s.decided_by)
+            is distinct from (
+                excluded.daily_label, excluded.intraday_grid, excluded.intraday_label,
+                excluded.decided_by
+            )
+        """,
+        (symbol, timeframe, daily_label, intraday_grid, intraday_label, decided_by),
+    )
 
 
 # -- watermarks and confirmed-empty windows --------------------------------------------------------

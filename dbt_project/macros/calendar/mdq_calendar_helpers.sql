@@ -129,8 +129,13 @@
         missing between two candles are the difference of their ordinals minus
         1.
 
+        Grid: the series' intraday grid from series_labels ('session' when
+        absent, and for 1d); on the 'clock' grid the slot ordinal counts the
+        stub from the open to grid_anchor_at as one slot, then multiples of the
+        timeframe from grid_anchor_at.
+
         Columns of candles_sessionized: symbol, asset_class, timeframe, ts,
-        calendar, venue, timeframe_seconds, is_daily, session_date, timezone,
+        calendar, venue, grid, grid_anchor_at, stub_bars, timeframe_seconds, is_daily, session_date, timezone,
         open_at, close_at, session_label_at, bars_before, bars_in_session,
         first_slot_at, last_slot_at, previous_session_last_slot_at,
         next_session_first_slot_at, is_covered, is_in_session, slot_ordinal,
@@ -192,6 +197,10 @@
         select * from {{ ref('int_trading_sessions_enumerated') }}
     ),
 
+    mdq_series_labels as not materialized (
+        select * from {{ ref('stg_market__series_labels') }}
+    ),
+
     mdq_candles_calendared as (
         select
             candles.*,
@@ -200,10 +209,17 @@
                 instruments.calendar,
                 {{ mdq_default_calendar('candles.asset_class') }}
             ) as calendar,
-            instruments.exchange as exchange
+            instruments.exchange as exchange,
+            case
+                when candles.timeframe = '1d' then 'session'
+                else coalesce(labels.intraday_grid, 'session')
+            end as grid
         from mdq_candles_source as candles
         left join mdq_instruments as instruments
             on candles.symbol = instruments.symbol
+        left join mdq_series_labels as labels
+            on candles.symbol = labels.symbol
+            and candles.timeframe = labels.timeframe
         -- optimisation fence: calendar becomes a plain column, not a case
         -- expression re-evaluated in every join condition
         offset 0
@@ -240,6 +256,9 @@
             candles.as_of,
             candles.calendar,
             candles.venue,
+            candles.grid,
+            sessions.grid_anchor_at,
+            sessions.stub_bars,
             -- from the session row when there is one (no regex per candle)
             coalesce(
                 sessions.timeframe_seconds,
@@ -278,26 +297,31 @@
             -- times cheaper per row
             case
                 when candles.timeframe = '1d' then sessions.bars_before
-                else sessions.bars_before + floor(
-                    date_part('epoch', candles.ts - sessions.open_at)
+                when candles.ts < sessions.grid_anchor_at then sessions.bars_before
+                else sessions.bars_before + sessions.stub_bars + floor(
+                    date_part('epoch', candles.ts - sessions.grid_anchor_at)
                     / sessions.timeframe_seconds
                 )::bigint
             end as slot_ordinal,
             case
                 when candles.timeframe = '1d'
                     then date_part('epoch', candles.ts - sessions.session_label_at)
-                else date_part('epoch', candles.ts - sessions.open_at)
+                when candles.ts < sessions.grid_anchor_at
+                    then date_part('epoch', candles.ts - sessions.open_at)
+                else date_part('epoch', candles.ts - sessions.grid_anchor_at)
                     - sessions.timeframe_seconds * floor(
-                        date_part('epoch', candles.ts - sessions.open_at)
+                        date_part('epoch', candles.ts - sessions.grid_anchor_at)
                         / sessions.timeframe_seconds
                     )
             end::double precision as slot_offset_seconds,
             case
                 when candles.timeframe = '1d'
                     then candles.ts in (sessions.session_label_at, sessions.open_at)
-                else date_part('epoch', candles.ts - sessions.open_at)
+                when candles.ts < sessions.grid_anchor_at
+                    then candles.ts = sessions.open_at
+                else date_part('epoch', candles.ts - sessions.grid_anchor_at)
                     - sessions.timeframe_seconds * floor(
-                        date_part('epoch', candles.ts - sessions.open_at)
+                        date_part('epoch', candles.ts - sessions.grid_anchor_at)
                         / sessions.timeframe_seconds
                     ) = 0
             end as is_aligned
@@ -308,6 +332,7 @@
         left join mdq_sessions_enumerated as sessions
             on candles.calendar = sessions.calendar
             and candles.timeframe = sessions.timeframe
+            and candles.grid = sessions.grid
             and candles.session_date = sessions.session_date
     )
 {% endmacro %}

@@ -105,6 +105,9 @@ ordered as (
         slot_ordinal,
         bars_before,
         first_slot_at,
+        grid,
+        grid_anchor_at,
+        stub_bars,
         previous_session_last_slot_at,
         lag(slot_ordinal) over by_symbol as previous_slot_ordinal,
         lag(ts) over by_symbol as previous_ts
@@ -147,8 +150,11 @@ holes as (
         case
             when jumps.previous_slot_ordinal + 1
                 < previous_sessions.bars_before + previous_sessions.bars_in_session
-                then previous_sessions.first_slot_at + make_interval(
-                    secs => (jumps.previous_slot_ordinal + 1 - previous_sessions.bars_before)
+                then previous_sessions.grid_anchor_at + make_interval(
+                    secs => (
+                        jumps.previous_slot_ordinal + 1 - previous_sessions.bars_before
+                        - previous_sessions.stub_bars
+                    )
                     * jumps.timeframe_seconds
                 )
             else previous_sessions.next_session_first_slot_at
@@ -156,11 +162,13 @@ holes as (
         -- last missing slot: the slot before this candle's in its session, else
         -- the last slot of the session before it
         case
-            when jumps.slot_ordinal > jumps.bars_before
-                then jumps.first_slot_at + make_interval(
-                    secs => (jumps.slot_ordinal - 1 - jumps.bars_before)
+            when jumps.slot_ordinal - 1 - jumps.bars_before >= jumps.stub_bars
+                and jumps.slot_ordinal > jumps.bars_before
+                then jumps.grid_anchor_at + make_interval(
+                    secs => (jumps.slot_ordinal - 1 - jumps.bars_before - jumps.stub_bars)
                     * jumps.timeframe_seconds
                 )
+            when jumps.slot_ordinal > jumps.bars_before then jumps.first_slot_at
             else jumps.previous_session_last_slot_at
         end as last_missing_at
     from jumps
@@ -169,6 +177,7 @@ holes as (
     inner join mdq_sessions_enumerated as previous_sessions
         on jumps.calendar = previous_sessions.calendar
         and jumps.timeframe = previous_sessions.timeframe
+        and jumps.grid = previous_sessions.grid
         and (
             (jumps.previous_ts at time zone calendars.timezone)
             + make_interval(hours => calendars.day_rollover_hours)

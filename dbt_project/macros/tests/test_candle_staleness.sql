@@ -42,6 +42,7 @@ last_candles as (
         timeframe,
         min(asset_class) as asset_class,
         min(calendar) as calendar,
+        min(grid) as grid,
         max(ts) as last_ts,
         max(slot_ordinal) as last_slot_ordinal,
         min(as_of) as as_of
@@ -52,9 +53,12 @@ last_candles as (
 
 current_sessions as (
     -- per calendar and timeframe: the last session that opened by as_of
-    select distinct on (sessions.calendar, sessions.timeframe)
+    select distinct on (sessions.calendar, sessions.timeframe, sessions.grid)
         sessions.calendar,
         sessions.timeframe,
+        sessions.grid,
+        sessions.grid_anchor_at,
+        sessions.stub_bars,
         sessions.timeframe_seconds,
         sessions.open_at,
         sessions.close_at,
@@ -62,7 +66,8 @@ current_sessions as (
         sessions.bars_in_session
     from mdq_sessions_enumerated as sessions
     where sessions.open_at <= {{ mdq_as_of() }}
-    order by sessions.calendar, sessions.timeframe, sessions.open_at desc
+    order by
+        sessions.calendar, sessions.timeframe, sessions.grid, sessions.open_at desc
 ),
 
 completed as (
@@ -74,9 +79,13 @@ completed as (
             when last_candles.as_of >= current_sessions.close_at
                 then current_sessions.bars_in_session
             when last_candles.timeframe = '1d' then 0
+            -- the clock grid's stub slot ends at grid_anchor_at
+            when last_candles.as_of < current_sessions.grid_anchor_at then 0
             else least(
-                floor(
-                    extract(epoch from last_candles.as_of - current_sessions.open_at)
+                current_sessions.stub_bars + floor(
+                    extract(
+                        epoch from last_candles.as_of - current_sessions.grid_anchor_at
+                    )
                     / current_sessions.timeframe_seconds
                 )::bigint,
                 current_sessions.bars_in_session
@@ -86,6 +95,7 @@ completed as (
     inner join current_sessions
         on last_candles.calendar = current_sessions.calendar
         and last_candles.timeframe = current_sessions.timeframe
+        and last_candles.grid = current_sessions.grid
 ),
 
 measured as (

@@ -13,6 +13,7 @@ final as (
         ts,
         calendar,
         venue,
+        grid,
         session_date,
         open_at,
         close_at,

@@ -1,10 +1,14 @@
 {{ config(materialized="table", post_hook="analyze {{ this }}") }}
 
--- grain: one row per calendar, timeframe, session_date; instants UTC
+-- grain: one row per calendar, timeframe, grid, session_date; instants UTC
 -- Gives every expected candle slot an ordinal: bars_before is the number of
--- slots of all earlier sessions of the calendar and timeframe, so the candles
--- missing between two candles are ordinal(later) - ordinal(earlier) - 1 (a lag
--- scan, no per-slot expansion).
+-- slots of all earlier sessions of the calendar, timeframe and grid, so the
+-- candles missing between two candles are ordinal(later) - ordinal(earlier) - 1
+-- (a lag scan, no per-slot expansion). Grid 'session': slots from the open
+-- (XNYS 1h 09:30, 10:30, ...); grid 'clock' (intraday only): a stub slot from
+-- the open to the next multiple of the timeframe after local midnight, then
+-- those multiples (09:30, 10:00, 11:00, ...); series_labels says which grid a
+-- series is on.
 {%- set timeframes = mdq_calendar_timeframes() %}
 with
 
@@ -25,31 +29,83 @@ timeframes as (
     ]::text []) as labels (timeframe_label)
 ),
 
-sized as (
+grids as (
+    select grid_name as grid
+    from unnest(array['session', 'clock']::text []) as names (grid_name)
+),
+
+anchored as (
     select
         sessions.calendar,
         timeframes.timeframe,
         timeframes.timeframe_seconds,
+        grids.grid,
         sessions.session_date,
         sessions.open_at,
         sessions.close_at,
         sessions.is_early_close,
         calendars.timezone,
-        -- midnight of the session date in the calendar's zone: the daily candle
-        -- label
-        (sessions.session_date::timestamp at time zone calendars.timezone)
-            as session_label_at,
         case
-            when timeframes.timeframe = '1d' then 1
-            else ceil(
-                extract(epoch from sessions.close_at - sessions.open_at)
-                / timeframes.timeframe_seconds
-            )::bigint
-        end as bars_in_session
+            when grids.grid = 'clock'
+                then sessions.open_at + make_interval(
+                    secs => mod(
+                        timeframes.timeframe_seconds
+                        - mod(
+                            date_part(
+                                'epoch',
+                                (sessions.open_at at time zone calendars.timezone)
+                                - date_trunc(
+                                    'day',
+                                    sessions.open_at at time zone calendars.timezone
+                                )
+                            )::bigint,
+                            timeframes.timeframe_seconds
+                        ),
+                        timeframes.timeframe_seconds
+                    )
+                )
+            else sessions.open_at
+        end as grid_anchor_at
     from sessions
     inner join calendars
         on sessions.calendar = calendars.calendar
     cross join timeframes
+    cross join grids
+    where timeframes.timeframe <> '1d' or grids.grid = 'session'
+),
+
+sized as (
+    select
+        anchored.calendar,
+        anchored.timeframe,
+        anchored.timeframe_seconds,
+        anchored.grid,
+        anchored.grid_anchor_at,
+        (
+            case when anchored.grid_anchor_at > anchored.open_at then 1 else 0 end
+        )::bigint as stub_bars,
+        anchored.session_date,
+        anchored.open_at,
+        anchored.close_at,
+        anchored.is_early_close,
+        anchored.timezone,
+        -- midnight of the session date in the calendar's zone: the daily candle
+        -- label
+        (anchored.session_date::timestamp at time zone anchored.timezone)
+            as session_label_at,
+        case
+            when anchored.timeframe = '1d' then 1
+            else (
+                case when anchored.grid_anchor_at > anchored.open_at then 1 else 0 end
+            ) + greatest(
+                ceil(
+                    extract(epoch from anchored.close_at - anchored.grid_anchor_at)
+                    / anchored.timeframe_seconds
+                ),
+                0
+            )::bigint
+        end as bars_in_session
+    from anchored
 ),
 
 numbered as (
@@ -57,7 +113,7 @@ numbered as (
         sized.*,
         coalesce(
             sum(sized.bars_in_session) over (
-                partition by sized.calendar, sized.timeframe
+                partition by sized.calendar, sized.timeframe, sized.grid
                 order by sized.session_date
                 rows between unbounded preceding and 1 preceding
             ),
@@ -69,9 +125,12 @@ numbered as (
         end as first_slot_at,
         case
             when sized.timeframe = '1d' then sized.session_label_at
-            else sized.open_at + make_interval(
-                secs => (sized.bars_in_session - 1) * sized.timeframe_seconds
-            )
+            when sized.bars_in_session > sized.stub_bars
+                then sized.grid_anchor_at + make_interval(
+                    secs => (sized.bars_in_session - sized.stub_bars - 1)
+                    * sized.timeframe_seconds
+                )
+            else sized.open_at
         end as last_slot_at
     from sized
 ),
@@ -81,6 +140,9 @@ final as (
         calendar,
         timeframe,
         timeframe_seconds,
+        grid,
+        grid_anchor_at,
+        stub_bars,
         session_date,
         timezone,
         open_at,
@@ -92,10 +154,10 @@ final as (
         first_slot_at,
         last_slot_at,
         lag(last_slot_at) over (
-            partition by calendar, timeframe order by session_date
+            partition by calendar, timeframe, grid order by session_date
         ) as previous_session_last_slot_at,
         lead(first_slot_at) over (
-            partition by calendar, timeframe order by session_date
+            partition by calendar, timeframe, grid order by session_date
         ) as next_session_first_slot_at
     from numbered
 )
