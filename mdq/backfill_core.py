@@ -524,7 +524,9 @@ def load_series(
                 open_ts = part.loc[~part["is_final"], "ts"]
                 with conn.transaction():
                     db.renew_lease(conn, execution_id, options.lease_seconds)
-                    wrote = db.write_candles(conn, part, source=fetched.source)
+                    wrote = db.write_candles(
+                        conn, part, source=fetched.source, execution_id=execution_id
+                    )
                     current = db.get_watermark(conn, symbol, timeframe)
                     mark = (
                         next_watermark(

@@ -589,6 +589,7 @@ def _register_quality_commands() -> None:
     from mdq.cli_instruments import register as register_instruments
 
     register_instruments(app)
+    __import__("mdq.cli_revisions").cli_revisions.register(app)
     from mdq.cli_report import register as register_report
 
     register_report(app)

@@ -452,3 +452,18 @@ class CheckAlreadyRunning(TransientError):
             f"another mdq check is running on {target} ({holder}); waited {waited:.0f} s. "
             "Run it again when that one has finished"
         )
+
+
+class RevisionNotFound(TerminalError):
+    """``mdq revisions restore ID`` names no unrestored revision (unknown, or restored already).
+
+    Attributes:
+        revision_id: the id asked for.
+    """
+
+    def __init__(self, revision_id: int) -> None:
+        self.revision_id = revision_id
+        super().__init__(
+            f"revision {revision_id} is not in candle_revisions or was restored already "
+            "(see `mdq revisions list`)"
+        )

@@ -400,14 +400,22 @@ def _copy(conn: psycopg.Connection, table: str, payload: bytes) -> None:
             copy.write(view[offset : offset + (1 << 20)])
 
 
-def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: str) -> WriteCounts:
+def write_candles(
+    conn: psycopg.Connection,
+    candles: pd.DataFrame,
+    *,
+    source: str,
+    execution_id: uuid.UUID | None = None,
+) -> WriteCounts:
     """Write candles of one (symbol, timeframe), set-based and keyed on (symbol, timeframe, ts).
 
     When no row exists yet in the batch's time range, the rows are COPYed straight into
     ``market_data`` (first load, close to raw keyed-COPY speed). Otherwise they are COPYed into
     a temporary table and upserted with ``on conflict (symbol, timeframe, ts) do update ...
     where (...) is distinct from (...)``: an unchanged candle is not rewritten (no dead tuple),
-    a changed one is updated, and a final candle is never replaced by a not-final one.
+    a changed one is updated, and a final candle is never replaced by a not-final one. The
+    previous values of a changed *final* candle (a vendor's correction; not a forming candle
+    that closed) go to ``candle_revisions`` with ``execution_id``, in the same statement.
     Runs in a savepoint of the caller's transaction (or its own transaction).
 
     Args:
@@ -415,6 +423,7 @@ def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: st
         candles: unique on ``ts``, one (symbol, timeframe); canonical columns plus
             ``is_final``; ``ts`` UTC-aware.
         source: stored in ``market_data.source``.
+        execution_id: the backfill execution, recorded with revisions.
 
     Returns:
         Inserted, updated and unchanged counts (they add up to ``len(candles)``).
@@ -455,6 +464,45 @@ def write_candles(conn: psycopg.Connection, candles: pd.DataFrame, *, source: st
         )
         conn.execute("truncate mdq_incoming_candles")
         _copy(conn, "mdq_incoming_candles", payload)
+        conn.execute(
+            """
+            insert into candle_revisions (
+                symbol, timeframe, ts, open, high, low, close, volume, is_final, source,
+                source_ts, new_open, new_high, new_low, new_close, new_volume, execution_id
+            )
+            select
+                md.symbol,
+                md.timeframe,
+                md.ts,
+                md.open,
+                md.high,
+                md.low,
+                md.close,
+                md.volume,
+                md.is_final,
+                md.source,
+                md.source_ts,
+                incoming.open,
+                incoming.high,
+                incoming.low,
+                incoming.close,
+                incoming.volume,
+                %s
+            from mdq_incoming_candles as incoming
+            inner join market_data as md
+                on md.symbol = incoming.symbol
+                and md.timeframe = incoming.timeframe
+                and md.ts = incoming.ts
+            where md.is_final
+                and incoming.is_final
+                and (md.open, md.high, md.low, md.close, md.volume)
+                is distinct from (
+                    incoming.open, incoming.high, incoming.low, incoming.close,
+                    incoming.volume
+                )
+            """,
+            (execution_id,),
+        )
         result = conn.execute(
             """
             with upserted as (

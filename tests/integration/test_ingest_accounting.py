@@ -420,3 +420,62 @@ def test_naive_file_every_row_quarantined_exit_1_then_error_finding_and_unhealth
     snapshot = run_health_check(acc_database, RecordingNotifier())
     rejected = [p for p in snapshot.problems if p.subject == "NAIVECLI/1d"]
     assert [(p.kind, p.severity) for p in rejected] == [("rejected_rows", "error")]
+
+
+# -- revisions are history -------------------------------------------------------------------
+
+REVISED_V1 = """
+REVD,crypto,1h,2024-05-06T00:00:00Z,10,11,9,10.5,100
+REVD,crypto,1h,2024-05-06T01:00:00Z,10.5,11.5,10,11,120
+REVD,crypto,1h,2024-05-06T02:00:00Z,11,11.2,10.8,11.1,90
+"""
+REVISED_V2 = REVISED_V1.replace(
+    "2024-05-06T01:00:00Z,10.5,11.5,10,11,120", "2024-05-06T01:00:00Z,10.5,11.5,10,11.2,125"
+)
+
+
+def test_a_corrected_redelivery_is_one_revision_a_finding_and_restorable(
+    acc_database: Database, aconn: psycopg.Connection, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    path = tmp_path / "v.csv"
+    path.write_text(HEADER + REVISED_V1.strip() + "\n")
+    [first] = run_backfill("csv", path=str(path), database=acc_database)
+    assert (first.inserted, first.updated) == (3, 0)
+    path.write_text(HEADER + REVISED_V2.strip() + "\n")
+    [second] = run_backfill("csv", path=str(path), database=acc_database)
+    assert (second.inserted, second.updated, second.unchanged) == (0, 1, 2)
+    revisions = aconn.execute(
+        """
+        select revision_id, ts, close, volume, new_close, new_volume, execution_id
+        from candle_revisions where symbol = 'REVD'
+        """
+    ).fetchall()
+    assert [r[1:] for r in revisions] == [
+        (datetime(2024, 5, 6, 1, tzinfo=UTC), 11.0, 120.0, 11.2, 125.0, second.execution_id)
+    ]
+    report = run_quality_checks(acc_database, "mdq", select=["+tag:ingest"], use_prefect=False)
+    assert report.verdict != "broken"
+    assert aconn.execute(
+        """
+        select anomaly_type, severity, ts_start, round(observed_value::numeric, 6)::float
+        from data_anomalies where check_name = 'revised_candles' and symbol = 'REVD'
+        """
+    ).fetchall() == [("revised_candle", "warn", datetime(2024, 5, 6, 1, tzinfo=UTC), 0.018182)]
+    restored = _mdq(acc_database, "revisions", "restore", str(revisions[0][0]))
+    assert restored.returncode == 0, restored.stderr
+    assert aconn.execute(
+        "select close, volume from market_data where symbol = 'REVD' and ts = %s",
+        (datetime(2024, 5, 6, 1, tzinfo=UTC),),
+    ).fetchone() == (11.0, 120.0)
+    assert aconn.execute(
+        "select count(*) filter (where restored_at is not null), count(*) from candle_revisions"
+        " where symbol = 'REVD'"
+    ).fetchone() == (1, 2)
+    again = _mdq(acc_database, "revisions", "restore", str(revisions[0][0]))
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"error: revision {revisions[0][0]} is not in candle_revisions or was restored "
+        "already (see `mdq revisions list`)"
+    )
