@@ -467,11 +467,13 @@ def write_candles(
         conn.execute(
             """
             insert into candle_revisions (
-                symbol, timeframe, ts, open, high, low, close, volume, is_final, source,
-                source_ts, new_open, new_high, new_low, new_close, new_volume, execution_id
+                symbol, asset_class, timeframe, ts, open, high, low, close, volume, is_final,
+                source, source_ts, new_open, new_high, new_low, new_close, new_volume,
+                execution_id
             )
             select
                 md.symbol,
+                md.asset_class,
                 md.timeframe,
                 md.ts,
                 md.open,

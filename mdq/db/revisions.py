@@ -90,11 +90,12 @@ def restore_revision(conn: psycopg.Connection, revision_id: int) -> Revision:
         cur.execute(
             """
             insert into candle_revisions (
-                symbol, timeframe, ts, open, high, low, close, volume, is_final, source,
-                source_ts, new_open, new_high, new_low, new_close, new_volume, execution_id
+                symbol, asset_class, timeframe, ts, open, high, low, close, volume, is_final,
+                source, source_ts, new_open, new_high, new_low, new_close, new_volume,
+                execution_id
             )
             select
-                md.symbol, md.timeframe, md.ts, md.open, md.high, md.low, md.close,
+                md.symbol, md.asset_class, md.timeframe, md.ts, md.open, md.high, md.low, md.close,
                 md.volume, md.is_final, md.source, md.source_ts,
                 r.open, r.high, r.low, r.close, r.volume, null
             from market_data as md

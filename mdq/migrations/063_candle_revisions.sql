@@ -4,6 +4,7 @@
 create table if not exists candle_revisions (
     revision_id     bigint generated always as identity primary key,
     symbol          text not null,
+    asset_class     text,
     timeframe       text not null,
     ts              timestamptz not null,
     -- the candle as it was before the revision

@@ -1,6 +1,5 @@
 {% test revised_candles(
     model,
-    candles_model,
     severity_var='mdq_revised_candle_severity'
 ) %}
 {#-
@@ -16,21 +15,11 @@
 
     Args:
         model: the revisions model (stg_market__candle_revisions).
-        candles_model: the candle model (stg_market__candles), for the asset
-            class.
 -#}
-{%- if candles_model is none -%}
-    {{ exceptions.raise_compiler_error(
-        "revised_candles: candles_model is required (e.g. ref('stg_market__candles'))") }}
-{%- endif -%}
 with
 
 revisions as (
     select * from {{ model }}
-),
-
-candles as (
-    select * from {{ candles_model }}
 ),
 
 open_revisions as (
@@ -48,15 +37,9 @@ open_revisions as (
 ),
 
 latest as (
-    select
-        open_revisions.*,
-        candles.asset_class
+    select *
     from open_revisions
-    left join candles
-        on open_revisions.symbol = candles.symbol
-        and open_revisions.timeframe = candles.timeframe
-        and open_revisions.ts = candles.ts
-    where open_revisions.recency = 1
+    where recency = 1
 ),
 
 final as (

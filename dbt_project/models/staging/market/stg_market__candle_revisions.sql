@@ -11,6 +11,7 @@ final as (
         -- keys
         revision_id::bigint as revision_id,
         symbol::text as symbol,
+        asset_class::text as asset_class,
         timeframe::text as timeframe,
         ts::timestamptz as ts,
         execution_id::uuid as execution_id,
