@@ -359,31 +359,22 @@ def _mdq_command() -> str:
 
 
 @app.command("split")
-@friendly_errors
 def split_command(
     symbol: Annotated[str, typer.Argument(help="The instrument, e.g. AAPL.")],
     effective_date: Annotated[
         str, typer.Argument(help="Ex-date: first session on the new basis (YYYY-MM-DD).")
     ],
     ratio: Annotated[
-        float, typer.Argument(help="New shares per old share: 2 for 2:1, 0.1 for 1:10.")
+        str, typer.Argument(help="New shares per old share: 2:1, 7:1, 1:10, or 2, 0.1.")
     ],
 ) -> None:
     """Record a split in corporate_actions, so the checks neutralise its price step (no
-    outlier, no split_suspect; a date off by a session is reported as split_date_mismatch)."""
-    from datetime import date
+    outlier, no split_suspect; a date off by a session is reported as split_date_mismatch).
+    Same as `mdq corporate-actions add SYMBOL DATE --split RATIO`; unknown symbols are
+    refused."""
+    from mdq.cli_corporate_actions import add
 
-    from mdq.db.reference import record_split
-    from mdq.exceptions import TerminalError
-
-    try:
-        when = date.fromisoformat(effective_date)
-        with project_database(load_settings()) as database, connect(database) as conn:
-            changed = record_split(conn, symbol, when, ratio, source="cli")
-    except ValueError as exc:
-        raise TerminalError(str(exc)) from None
-    verb = "recorded" if changed else "already recorded"
-    console.print(f"{verb}: {symbol} split {ratio:g} effective {when.isoformat()}")
+    add(symbol, effective_date, split=ratio)
 
 
 def _utc(value: str | None, name: str) -> Any:
@@ -590,6 +581,7 @@ def _register_quality_commands() -> None:
 
     register_instruments(app)
     __import__("mdq.cli_revisions").cli_revisions.register(app)
+    __import__("mdq.cli_corporate_actions").cli_corporate_actions.register(app)
     from mdq.cli_report import register as register_report
 
     register_report(app)

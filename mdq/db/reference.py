@@ -87,3 +87,47 @@ def upsert_corporate_action(
         ),
     )
     return cur.rowcount > 0
+
+
+def symbol_is_known(conn: psycopg.Connection, symbol: str) -> bool:
+    """True when ``instruments`` or ``market_data`` has the symbol."""
+    row = conn.execute(
+        """
+        select exists (select 1 from instruments where symbol = %s)
+            or exists (select 1 from market_data where symbol = %s)
+        """,
+        (symbol, symbol),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def list_corporate_actions(
+    conn: psycopg.Connection, symbol: str | None = None
+) -> list[tuple[str, str, date, float | None, float | None, str | None, str | None]]:
+    """Corporate actions sorted by symbol, effective date and type: (symbol, action_type,
+    effective_date, ratio, cash_amount, currency, source)."""
+    rows = conn.execute(
+        """
+        select symbol, action_type, effective_date, ratio::float, cash_amount::float, currency,
+            source
+        from corporate_actions
+        where %(symbol)s::text is null or symbol = %(symbol)s
+        order by symbol, effective_date, action_type
+        """,
+        {"symbol": symbol},
+    ).fetchall()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def delete_corporate_action(
+    conn: psycopg.Connection, symbol: str, action_type: str, effective_date: date
+) -> bool:
+    """Delete one corporate action by its natural key; True when a row was deleted."""
+    cur = conn.execute(
+        """
+        delete from corporate_actions
+        where symbol = %s and action_type = %s and effective_date = %s
+        """,
+        (symbol, action_type, effective_date),
+    )
+    return cur.rowcount > 0

@@ -27,6 +27,11 @@ volume, and constants for what the file does not hold. A mapping is found next t
     calendar = "24/7"
     exchange = "COINBASE"
     quote_currency = "USD"
+    [labels]                         # optional: override the detected label convention
+    intraday_label = "open"          # auto | open | close (also daily, intraday_grid)
+    [actions]                        # optional: corporate-action columns of the file
+    split_ratio = "Split Ratio"      # new shares per old share; empty, 0 or 1 = none
+    dividend = "Ex-Dividend"         # cash per share; 0 = none
 
 Timestamps without an offset are read in ``timezone`` (DST handled: a wall time that is
 ambiguous or does not exist in that zone is rejected, never guessed); without ``timezone`` they
@@ -48,6 +53,7 @@ import pandas as pd
 from mdq.exceptions import ProviderConfigError, ProviderError, UnsupportedTimeframe
 from mdq.providers.base import (
     CANDLE_FRAME_COLUMNS,
+    CorporateAction,
     FetchResult,
     Instrument,
     Series,
@@ -256,6 +262,7 @@ class _Parsed:
     rejected: dict[tuple[str, str], list[Rejected]]
     series: list[Series]
     input_counts: dict[tuple[str, str], int]
+    actions: pd.DataFrame
 
 
 class CsvFileProvider:
@@ -522,7 +529,53 @@ class CsvFileProvider:
             )
         counts = keys.value_counts()
         input_counts = {key: int(n) for key, n in counts.items()}
-        return _Parsed(good, raw, rejected, series, input_counts)
+        return _Parsed(good, raw, rejected, series, input_counts, self._actions(raw, good))
+
+    def _actions(self, raw: pd.DataFrame, good: pd.DataFrame) -> pd.DataFrame:
+        """Splits and dividends named by the mapping's ``[actions]`` columns, for valid rows:
+        a split ratio other than 1 (empty, 0 and 1 mean none), a dividend above 0. The
+        effective date is the row's date in the instrument calendar's zone (else the mapping's
+        timezone, else UTC). Columns: symbol, timeframe, ts, action."""
+        m = self.mapping
+        rows: list[dict[str, object]] = []
+        if not m.actions or len(good) == 0:
+            return pd.DataFrame(rows, columns=["symbol", "timeframe", "ts", "action"])
+        from mdq.validation import calendar_zone
+
+        calendar = m.instrument.get("calendar")
+        zone = calendar_zone(calendar)[0] if calendar else (m.timezone or "UTC")
+        dates = good["ts"].dt.tz_convert(zone).dt.date
+        for kind, column in (
+            ("split", m.actions.get("split_ratio")),
+            ("dividend", m.actions.get("dividend")),
+        ):
+            if column is None:
+                continue
+            values = pd.to_numeric(raw.loc[good.index, column], errors="coerce")
+            if kind == "split":
+                chosen = values[values.notna() & (values > 0) & (values != 1)]
+            else:
+                chosen = values[values.notna() & (values > 0)]
+            for label, value in chosen.items():
+                symbol = str(good.at[label, "symbol"])
+                rows.append(
+                    {
+                        "symbol": symbol,
+                        "timeframe": good.at[label, "timeframe"],
+                        "ts": good.at[label, "ts"],
+                        "action": CorporateAction(
+                            symbol,
+                            kind,
+                            dates[label],
+                            ratio=float(value) if kind == "split" else None,
+                            cash_amount=float(value) if kind == "dividend" else None,
+                            currency=m.instrument.get("quote_currency")
+                            if kind == "dividend"
+                            else None,
+                        ),
+                    }
+                )
+        return pd.DataFrame(rows, columns=["symbol", "timeframe", "ts", "action"])
 
     def _data(self) -> _Parsed:
         with self._lock:
@@ -617,7 +670,22 @@ class CsvFileProvider:
             source_confirms_empty=confirms,
             raw=data.raw,
             outside_window=of_series - len(candles),
+            corporate_actions=self._actions_in(data.actions, symbol, timeframe, start, end),
         )
+
+    @staticmethod
+    def _actions_in(
+        actions: pd.DataFrame, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[CorporateAction, ...]:
+        if len(actions) == 0:
+            return ()
+        mask = (
+            (actions["symbol"] == symbol)
+            & (actions["timeframe"] == timeframe)
+            & (actions["ts"] >= start)
+            & (actions["ts"] < end)
+        )
+        return tuple(actions.loc[mask, "action"])
 
 
 def sample_files() -> list[Path]:

@@ -115,6 +115,13 @@ def test_mdq_split_records_a_split_once_and_refuses_a_bad_ratio(
 ) -> None:
     database = make_database()
     env = {"MDQ_DATABASE_URL": database.url()}
+    unknown = run_mdq("split", "BBB", "2024-06-10", "2", env=env)
+    assert unknown.returncode == 2  # issue 10: unknown symbols are refused
+    with connect(database, autocommit=True) as conn:
+        conn.execute(
+            "insert into instruments (symbol, asset_class, calendar)"
+            " values ('BBB', 'stock', 'XNYS')"
+        )
     first = run_mdq("split", "BBB", "2024-06-10", "2", env=env)
     assert first.returncode == 0, first.stderr
     assert "recorded: BBB split 2 effective 2024-06-10" in first.stdout
@@ -122,7 +129,7 @@ def test_mdq_split_records_a_split_once_and_refuses_a_bad_ratio(
     assert "already recorded" in again.stdout
     bad = run_mdq("split", "BBB", "2024-06-11", "0", env=env)
     assert bad.returncode == 2
-    assert "split ratio 0.0 not usable" in bad.stderr
+    assert "split ratio '0' not usable" in bad.stderr
     with connect(database) as conn:
         rows = conn.execute(
             "select symbol, action_type, effective_date::text, ratio::float from corporate_actions"

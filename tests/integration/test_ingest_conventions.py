@@ -353,3 +353,84 @@ def test_BH_01_one_session_under_two_labels_keeps_the_later_and_reports_it(
         "select source_row, reason_code, raw_row->>'volume' from quarantined_candles"
         " where symbol = 'AAA'"
     ).fetchall() == [(3, "conflicting_duplicate", "1310000.0")]
+
+
+# -- corporate actions from the source --------------------------------------------------------
+
+
+def test_a_quandl_style_file_brings_its_splits_and_dividends(
+    conv_database: Database, cconn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The real MSFT rows of the bokeh file around its 2:1 split of 2003-02-18, with the WIKI
+    layout's `Split Ratio` and `Ex-Dividend` columns (1 and 0 = none)."""
+    raw = pd.read_csv(_sample("bokeh"), dtype=str)
+    rows = raw[(raw["Ticker"] == "MSFT") & raw["Date"].between("2003-02-10", "2003-02-25")]
+    rows = rows.assign(
+        Ticker="MSFTQ",
+        **{
+            "Split Ratio": ["2.0" if d == "2003-02-18" else "1.0" for d in rows["Date"]],
+            "Ex-Dividend": ["0.08" if d == "2003-02-19" else "0.0" for d in rows["Date"]],
+        },
+    )
+    path = tmp_path / "wiki.csv"
+    rows.to_csv(path, index=False)
+    mapping = _sample("bokeh").with_name(_sample("bokeh").name + ".mapping.toml").read_text()
+    (tmp_path / "wiki.csv.mapping.toml").write_text(
+        mapping + '\n[actions]\nsplit_ratio = "Split Ratio"\ndividend = "Ex-Dividend"\n'
+    )
+    [result] = run_backfill("csv", path=str(path), database=conv_database)
+    assert (result.status, result.inserted, result.quarantined) == ("completed", len(rows), 0)
+    listed = _mdq(
+        conv_database, "corporate-actions", "list", "--symbol", "MSFTQ", "--format", "json"
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [
+        {
+            "symbol": "MSFTQ",
+            "action_type": "split",
+            "effective_date": "2003-02-18",
+            "ratio": 2.0,
+            "cash_amount": None,
+            "currency": None,
+            "source": "wiki.csv",
+        },
+        {
+            "symbol": "MSFTQ",
+            "action_type": "dividend",
+            "effective_date": "2003-02-19",
+            "ratio": None,
+            "cash_amount": 0.08,
+            "currency": "USD",
+            "source": "wiki.csv",
+        },
+    ]
+
+
+def test_corporate_actions_cli_takes_ratios_and_refuses_unknown_symbols(
+    conv_database: Database, cconn: psycopg.Connection
+) -> None:
+    cconn.execute(
+        "insert into instruments (symbol, asset_class, calendar) values ('CAX', 'stock', 'XNYS')"
+    )
+    unknown = _mdq(
+        conv_database, "corporate-actions", "add", "NOSUCH", "2024-06-10", "--split", "7:1"
+    )
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines()[-1] == (
+        "error: unknown symbol 'NOSUCH': not in instruments or market_data (load its candles "
+        "or `mdq instruments add` it first)"
+    )
+    seven = _mdq(conv_database, "corporate-actions", "add", "CAX", "2024-06-10", "--split", "7:1")
+    assert seven.returncode == 0, seven.stderr
+    assert seven.stdout.strip() == "recorded: CAX split 7 effective 2024-06-10"
+    reverse = _mdq(conv_database, "split", "CAX", "2025-01-02", "1:10")
+    assert reverse.stdout.strip() == "recorded: CAX split 0.1 effective 2025-01-02"
+    assert _mdq(conv_database, "split", "NOSUCH", "2025-01-02", "2").returncode == 2
+    assert cconn.execute(
+        "select effective_date::text, ratio::float, source from corporate_actions"
+        " where symbol = 'CAX' order by 1"
+    ).fetchall() == [("2024-06-10", 7.0, "cli"), ("2025-01-02", 0.1, "cli")]
+    removed = _mdq(conv_database, "corporate-actions", "remove", "CAX", "2024-06-10")
+    assert removed.stdout.strip() == "removed: CAX split effective 2024-06-10"
+    missing = _mdq(conv_database, "corporate-actions", "remove", "CAX", "2024-06-10")
+    assert missing.returncode == 2

@@ -99,3 +99,58 @@ def test_suffix_calendar(symbol: str, expected: str | None) -> None:
 def test_decide_calendar_precedence(kwargs: dict[str, object], expected: CalendarDecision) -> None:
     args = {"timeframe": "1d", **kwargs}
     assert decide_calendar(**args) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("7:1", 7.0, id="seven-for-one"),
+        pytest.param("1:10", 0.1, id="reverse-one-for-ten"),
+        pytest.param("3:2", 1.5, id="three-for-two"),
+        pytest.param("0.5", 0.5, id="decimal"),
+        pytest.param(" 2 ", 2.0, id="spaces"),
+    ],
+)
+def test_parse_split_ratio(text: str, expected: float) -> None:
+    from mdq.cli_corporate_actions import parse_split_ratio
+
+    assert parse_split_ratio(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "7/1",
+            "split ratio '7/1' not understood; expected NEW:OLD such as 7:1 or 1:10, or a "
+            "decimal such as 0.5",
+            id="slash",
+        ),
+        pytest.param(
+            "1:0",
+            "split ratio '1:0' not understood; expected NEW:OLD such as 7:1 "
+            "or 1:10, or a decimal such as 0.5",
+            id="zero-old",
+        ),
+        pytest.param(
+            "1:1",
+            "split ratio '1:1' not usable; expected a positive ratio other than 1",
+            id="no-split",
+        ),
+        pytest.param(
+            "-2",
+            "split ratio '-2' not usable; expected a positive ratio other than 1",
+            id="negative",
+        ),
+        pytest.param(
+            "nan", "split ratio 'nan' not usable; expected a positive ratio other than 1", id="nan"
+        ),
+    ],
+)
+def test_parse_split_ratio_refuses(text: str, message: str) -> None:
+    from mdq.cli_corporate_actions import parse_split_ratio
+    from mdq.exceptions import TerminalError
+
+    with pytest.raises(TerminalError) as raised:
+        parse_split_ratio(text)
+    assert str(raised.value) == message
