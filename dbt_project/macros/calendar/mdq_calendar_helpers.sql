@@ -195,6 +195,8 @@
 
     mdq_sessions_enumerated as not materialized (
         select * from {{ ref('int_trading_sessions_enumerated') }}
+        union all
+        select * from {{ ref('int_trading_sessions_clock_enumerated') }}
     ),
 
     mdq_series_labels as not materialized (
