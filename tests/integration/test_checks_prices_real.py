@@ -151,6 +151,33 @@ SPLITS = [
 CLEAN = ["AAPL", "MSFT", "IBM", "GOOG", "FB", "BTCUSD", "EURUSD"]
 
 
+def aapl_hours() -> list[Row]:
+    """AAPL 1h bars (09:30-anchored, the 15:30 one partial) aggregated from the real 1-minute
+    file, on their real dates (2026-07-29 to 2026-08-06)."""
+    bars: dict[tuple[date, int], list[Row]] = {}
+    for row in read_aapl_minutes():
+        local = row[3].astimezone(NEW_YORK)  # type: ignore[union-attr]
+        slot = (local.hour * 60 + local.minute - 570) // 60
+        bars.setdefault((local.date(), slot), []).append(row)
+    rows: list[Row] = []
+    for (day, slot), group in sorted(bars.items()):
+        opened = datetime(day.year, day.month, day.day, 9, 30, tzinfo=NEW_YORK)
+        rows.append(
+            [
+                "AAPL_1H",
+                "stock",
+                "1h",
+                (opened + timedelta(hours=slot)).astimezone(UTC),
+                group[0][4],
+                max(r[5] for r in group),  # type: ignore[type-var]
+                min(r[6] for r in group),  # type: ignore[type-var]
+                group[-1][7],
+                sum(r[8] for r in group),  # type: ignore[misc]
+            ]
+        )
+    return rows
+
+
 def early_close_hours() -> list[Row]:
     """AAPL 1h bars (09:30-anchored, the 15:30 one partial) aggregated from the real 1-minute
     file's first four sessions, laid on 2024-11-26, 11-27, 11-29 (NYSE early close at 13:00)
@@ -265,7 +292,7 @@ def built(make_database: Callable[[], Database]) -> Iterator[Built]:
     first_missing, missing = HOLE
     hole_end = first_missing + timedelta(hours=missing)
     faulty += [r for r in renamed(btcusd, "HOLE_BTCUSD") if not first_missing <= r[3] < hole_end]
-    faulty += early_close_hours()
+    faulty += early_close_hours() + aapl_hours()
     symbols = {str(r[0]): (str(r[1]), str(r[2])) for r in rows + faulty}
     calendars = {"stock": "XNYS", "crypto": "24/7", "forex": "FX"}
     with connect(database, autocommit=True) as conn:
@@ -382,6 +409,22 @@ def test_return_across_a_hole_is_scaled_by_the_candles_elapsed(built: Built) -> 
     assert [(f.check_name, f.anomaly_type, f.severity, f.observed_value) for f in at_hole] == [
         ("candle_gaps", "gap", "error", float(missing))
     ]
+
+
+def test_opening_gap_is_judged_against_the_overnight_scale(built: Built) -> None:
+    """AAPL 1h bars from the real 1-minute file: the first bar after earnings (2026-07-31
+    09:30 New York, -9.3 % from the previous close) carries the overnight gap. Judged against the
+    1h intraday scale it was an outlier (robust z -20); as the opening gap after a closure it
+    has its own bucket (too few overnight gaps for a scale yet) and the daily floor (20 %): no
+    finding."""
+    assert price_findings(built, "AAPL_1H") == []
+    with connect(built.database, autocommit=True) as conn:
+        (bucket, expected, move) = conn.execute(
+            f"select time_bucket, expected_candles, simple_move from {SCHEMA}.int_candles_scored"
+            " where symbol = 'AAPL_1H' and ts = '2026-07-31T13:30:00Z'"
+        ).fetchone()
+    assert (bucket, expected) == ("open", 1)
+    assert move == pytest.approx(302.74 / 333.85 - 1, abs=1e-4)
 
 
 # --- dividends ---
