@@ -5,15 +5,18 @@ A flow ends **Failed** when an error-severity anomaly of the tests it ran is ope
 model or a check could not run), **Completed** otherwise. Runs are named
 ``quality-checks <scheduled start>``; each publishes the artifacts ``mdq-open-anomalies`` (open
 anomalies by symbol, type and severity, with what this run opened and resolved) and
-``mdq-worst-findings`` (a markdown summary of the worst open findings).
+``mdq-worst-findings`` (a markdown summary of the worst open findings, with the path of the
+HTML quality report that a recorded run rewrites: settings ``MDQ_REPORT_DIR``,
+``MDQ_REPORT_AFTER_CHECKS``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
@@ -25,6 +28,7 @@ from mdq.db.anomalies import StoredAnomaly
 from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
 from mdq.db.migrate import open_migrated_database
 from mdq.quality import QualityReport, as_of_text, check_selection, persist_build_result
+from mdq.report import write_report
 from mdq.reports import ARTIFACT_KEYS, anomaly_rows, quality_markdown, run_name
 
 
@@ -118,11 +122,32 @@ def _run_in_flow(
         full_run = select is None and symbols is None
         report = persist_task(database, result, full_run, seen_at, as_of, record, symbols)
         touched = read_anomalies_task(database, seen_at)
-    publish(report, touched)
+        html_report = None
+        if report.recorded and settings.report_after_checks:
+            html_report = html_report_task(database, settings.report_folder)
+    publish(report, touched, html_report)
     return final_state(report)
 
 
-def publish(report: QualityReport, anomalies: list[StoredAnomaly]) -> None:
+@task(name="write-html-report")
+def html_report_task(database: Database, folder: Path) -> str:
+    """Rewrite the HTML quality report (:func:`mdq.report.write_report`); returns the
+    artifact's line about it. A report that cannot be written is said there and logged; it
+    does not change the run's verdict, which is the checks'."""
+    logger = get_run_logger()
+    try:
+        summary = write_report(database, folder)
+    except OSError as exc:
+        logger.warning("HTML quality report not written to %s: %s", folder, exc)
+        return f"HTML quality report **not written** to `{folder}`: {exc}"
+    index = summary.index.resolve()
+    logger.info("HTML quality report: %s", index.as_uri())
+    return f"HTML quality report: [{index}]({index.as_uri()}) (open it, or `mdq report --serve`)"
+
+
+def publish(
+    report: QualityReport, anomalies: list[StoredAnomaly], html_report: str | None = None
+) -> None:
     """Publish the run's two artifacts (stable keys: the UI shows their history)."""
     create_table_artifact(
         key=ARTIFACT_KEYS["anomalies"],
@@ -135,7 +160,7 @@ def publish(report: QualityReport, anomalies: list[StoredAnomaly]) -> None:
     )
     create_markdown_artifact(
         key=ARTIFACT_KEYS["findings"],
-        markdown=quality_markdown(report, anomalies),
+        markdown=quality_markdown(report, anomalies, html_report=html_report),
         description="The worst open findings after this quality run.",
     )
 

@@ -20,7 +20,9 @@ from mdq.exceptions import MdqError
 def report(
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder to write (default: <MDQ_HOME or data dir>/report)."),
+        typer.Option(
+            "--out", help="Folder to write (default: MDQ_REPORT_DIR, else <home>/report)."
+        ),
     ] = None,
     symbols: Annotated[
         list[str] | None,
@@ -45,7 +47,7 @@ def report(
     names = [n.strip() for item in symbols or [] for n in item.split(",") if n.strip()] or None
     try:
         settings = load_settings()
-        folder = out or settings.home.expanduser() / "report"
+        folder = out or settings.report_folder
         with project_database(settings) as database:
             summary = write_report(database, folder, symbols=names, since=when)
     except (MdqError, psycopg.Error, OSError, ValueError) as exc:

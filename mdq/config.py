@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     connect_timeout: int = Field(
         default=10, ge=1, le=300, description="Seconds to wait for a PostgreSQL connection."
     )
+    report_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder of the HTML quality report (mdq report; the quality flow rewrites it after "
+            "each recorded run and links it in its markdown artifact). Unset: <home>/report."
+        ),
+    )
+    report_after_checks: bool = Field(
+        default=True,
+        description=(
+            "Whether the quality flow rewrites the HTML report after each recorded run "
+            "(about 20 s at 1,000 symbols x 1 year of 1h candles; bench/bench_report.py)."
+        ),
+    )
 
     backfill_max_concurrency: int = Field(
         default=4,
@@ -135,6 +149,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @property
+    def report_folder(self) -> Path:
+        """Where the HTML quality report goes: ``report_dir``, else ``<home>/report``."""
+        return (self.report_dir or self.home / "report").expanduser().absolute()
 
     @field_validator("database_url")
     @classmethod

@@ -113,12 +113,16 @@ def anomaly_rows(anomalies: Sequence[StoredAnomaly], seen_at: datetime) -> list[
 
 
 def quality_markdown(
-    report: QualityReport, anomalies: Sequence[StoredAnomaly], limit: int = WORST_FINDINGS
+    report: QualityReport,
+    anomalies: Sequence[StoredAnomaly],
+    limit: int = WORST_FINDINGS,
+    html_report: str | None = None,
 ) -> str:
     """The worst-findings artifact: the run's counts, then the ``limit`` worst open anomalies.
 
     Worst: error before warn, then seen most often, then oldest. ``anomalies``: any order;
-    only the open ones are listed.
+    only the open ones are listed. ``html_report``: a line about the HTML quality report
+    (its location, or why it was not written), shown under the counts.
     """
     anomalies = [a for a in anomalies if a.status == "open"]
     lines = [
@@ -128,6 +132,8 @@ def quality_markdown(
         f"open: {report.open_errors} error, {report.open_warnings} warn",
         "",
     ]
+    if html_report:
+        lines += [html_report, ""]
     if report.broken:
         lines += ["Could not run:", *(f"- {line}" for line in report.broken), ""]
     worst = sorted(

@@ -154,6 +154,38 @@ def test_the_flow_fails_while_an_error_anomaly_is_open_and_completes_once_fixed(
     assert (report.open_errors, report.resolved) == (0, 1)
 
 
+def flow_run_markdown(flow_run_id: Any, key: str) -> str | None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return next((str(a.data) for a in found if a.key == key), None)
+
+
+def test_a_recorded_run_rewrites_the_html_report_and_links_it(
+    qdb: Database, prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MDQ_DATABASE_URL", qdb.url())
+    monkeypatch.setenv("MDQ_DBT_SCHEMA", SCHEMA)
+    monkeypatch.setenv("MDQ_REPORT_DIR", str(tmp_path / "report"))
+    index = tmp_path / "report" / "index.html"
+
+    what_if = quality_checks(as_of=AS_OF, select=FUTURE_CHECK, record=False, return_state=True)
+    markdown = flow_run_markdown(what_if.state_details.flow_run_id, "mdq-worst-findings")
+    assert markdown is not None and "HTML quality report" not in markdown
+    assert not index.exists()  # a what-if changes nothing, the report included
+
+    state = quality_checks(as_of=AS_OF, select=FUTURE_CHECK, record=True, return_state=True)
+    markdown = flow_run_markdown(state.state_details.flow_run_id, "mdq-worst-findings")
+    assert markdown is not None
+    assert f"HTML quality report: [{index.resolve()}]({index.resolve().as_uri()})" in markdown
+    assert "mdq quality report" in index.read_text()
+    assert len(list((tmp_path / "report" / "series").glob("*.html"))) == 2  # AAPL, BTCUSD
+
+
 def test_detect_data_anomalies_with_no_family_runs_nothing_and_completes(
     qdb: Database, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
