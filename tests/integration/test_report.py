@@ -31,6 +31,7 @@ from mdq.report import CELL_STATES, ReportSummary, series_slug, write_report
 pytestmark = [pytest.mark.integration, pytest.mark.dbt]
 
 AS_OF = datetime(2026, 8, 6, 15, 0, tzinfo=UTC)  # the demo's instant (tests/integration/test_demo)
+HOLE_START = datetime(2017, 3, 15, 10, 0, tzinfo=UTC)  # a Wednesday of the EURUSD file
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "report"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -43,6 +44,12 @@ def demo(make_database: Callable[[], Database]) -> Database:
     with connect(database) as conn:
         apply_migrations(conn)
     load_sample_data(database)
+    with connect(database, autocommit=True) as conn:  # a real hole, injected: 4 hours
+        conn.execute(
+            "delete from market_data where symbol = 'EURUSD' and timeframe = '1h'"
+            " and ts >= %s and ts < %s",
+            (HOLE_START, HOLE_START + timedelta(hours=4)),
+        )
     run_quality_checks(database, "mdq", as_of=AS_OF, use_prefect=False, record=True)
     return database
 
@@ -91,26 +98,22 @@ def test_the_overview_counts_what_the_database_holds(report: ReportSummary, demo
         candles = conn.execute("select count(*) from market_data").fetchone()[0]
     assert (overview["open_errors"], overview["open_warnings"]) == (errors, warnings)
     assert (report.open_errors, report.open_warnings) == (errors, warnings)
-    assert overview["series"] == 8 and overview["candles"] == candles == 40_872
+    assert overview["series"] == 8 and overview["candles"] == candles == 40_872 - 4
     assert overview["new_since_previous"] == errors + warnings  # the first run found them all
     assert overview["trend"] == [{"run": overview["last_run"], "error": errors, "warn": warnings}]
 
 
-def test_the_heatmap_marks_the_eurusd_hole_and_the_weekends(
-    report: ReportSummary, demo: Database
-) -> None:
+def test_the_heatmap_marks_the_eurusd_hole(report: ReportSummary, demo: Database) -> None:
     heatmap = page_data(report.index, "MDQ_HEATMAP")
     assert heatmap["unit"] == "week"  # 13 years of AAPL daily bars: weeks, not days
     row = heatmap["y"].index("EURUSD 1h")
     assert heatmap["links"][row] == f"series/{series_slug('EURUSD', '1h')}.html"
     gaps = open_findings(demo, symbol="EURUSD", check_name="candle_gaps")
-    assert gaps, "the shipped EURUSD file has a real hole at Christmas 2017"
+    assert [(g[1], g[2]) for g in gaps] == [(HOLE_START, HOLE_START + timedelta(hours=3))]
     cells = dict(zip(heatmap["x"], heatmap["z"][row], strict=True))
-    for _, ts_start, _ in gaps:
-        local = (ts_start.astimezone(UTC) + timedelta(hours=7)).date()  # FX day rolls at 17:00 NY
-        monday = local - timedelta(days=local.weekday())
-        assert CELL_STATES[cells[monday.isoformat()]] == "partial", monday
+    assert CELL_STATES[cells["2017-03-13"]] == "partial"  # the week of the hole
     assert CELL_STATES[cells["2017-03-06"]] == "complete"
+    assert CELL_STATES[cells["2017-12-25"]] == "complete"  # Christmas: closed, not a hole
     assert CELL_STATES[cells["2012-03-05"]] == "not loaded"  # AAPL daily, before EURUSD
     assert "2015-03-02" not in cells  # no series has data then: the column is left out
 
