@@ -408,17 +408,18 @@ def build(
     if progress is None:
         progress = os.environ.get("DBT_QUIET", "").lower() not in ("1", "true", "yes")
     selection = ["--select", *select] if select else []
-    skip_types = ["--exclude-resource-type", "test"]
-    if not unit_tests:
-        skip_types += ["--exclude-resource-type", "unit_test"]
+    # Resource types are left out with selectors in one --exclude: prefect-dbt's runner
+    # dropped --exclude-resource-type, so its "models" build ran every check too.
+    no_unit_tests = [] if unit_tests else ["resource_type:unit_test"]
     env = {AS_OF_ENV: as_of or "", SYMBOLS_ENV: ",".join(symbols or ())}
     run = _Invoker(database, schema, dbt_vars, env, project_dir, use_prefect, progress)
 
-    models = run("build", [*selection, *_exclude(exclude, []), *skip_types])
+    models = run("build", [*selection, *_exclude(exclude, ["resource_type:test", *no_unit_tests])])
     failed = [node.name for node in models.failed_nodes if node.resource_type != "unit_test"]
-    check_args = [*selection, *_exclude(exclude, [f"{name}+" for name in failed])]
-    if not unit_tests:
-        check_args += ["--exclude-resource-type", "unit_test"]
+    check_args = [
+        *selection,
+        *_exclude(exclude, [*(f"{name}+" for name in failed), *no_unit_tests]),
+    ]
     if indirect_selection:
         check_args += ["--indirect-selection", indirect_selection]
     checks = run("test", check_args)
