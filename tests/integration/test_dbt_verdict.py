@@ -255,8 +255,17 @@ DBT_LOG = DBT_PROJECT_DIR / "logs" / "dbt.log"
 
 
 def log_since(offset: int) -> str:
+    """What dbt logged after ``offset`` (the log's length before the command ran).
+
+    dbt rotates logs/dbt.log at 10 MB into dbt.log.1: when the log is shorter than the
+    offset, it rotated during the command, and the command's first lines are in dbt.log.1.
+    """
     text = DBT_LOG.read_text(errors="replace")
-    return text[offset:] if len(text) >= offset else text
+    if len(text) >= offset:
+        return text[offset:]
+    rotated = DBT_LOG.with_name(DBT_LOG.name + ".1")
+    before = rotated.read_text(errors="replace")[offset:] if rotated.exists() else ""
+    return before + text
 
 
 NODE_LINE = re.compile(
