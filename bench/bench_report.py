@@ -19,20 +19,15 @@ database ``mdq_bench_<random>`` is dropped at the end unless ``--keep``.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from psycopg import sql
+from _support import bench_database
 
-from mdq import embedded
-from mdq.db import Database, connect, parse_url
-from mdq.db.migrate import apply_migrations
+from mdq.db import Database, connect
 from mdq.report import write_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 START = "2024-01-01T00:00:00Z"
 
 
@@ -111,21 +106,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args()
 
-    url = os.environ.get("MDQ_DATABASE_URL")
-    started_here = False
-    if url:
-        server = parse_url(url)
-    else:
-        home = REPO_ROOT / ".mdq-bench"
-        socket_dir, started_here = embedded.start(home)
-        server = Database(socket_dir, 5432, "postgres", "", "postgres", embedded_home=home)
-    name = f"mdq_bench_{uuid.uuid4().hex[:8]}"
-    with connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    database = server.with_dbname(name)
-    try:
-        with connect(database) as conn:
-            apply_migrations(conn)
+    with bench_database(keep=args.keep) as database:
         print(f"generating {args.symbols} symbols x {args.days} days of 1h candles ...", flush=True)
         t0 = time.perf_counter()
         candles = generate(database, args.symbols, args.days, args.findings)
@@ -154,14 +135,6 @@ def main() -> None:
         print(f"\n{'what':<{width}}  {'measured':>12}  note")
         for what, value, note in rows:
             print(f"{what:<{width}}  {value:>12}  {note}")
-    finally:
-        if not args.keep:
-            with connect(server, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-                )
-        if started_here:
-            embedded.stop(REPO_ROOT / ".mdq-bench")
 
 
 if __name__ == "__main__":

@@ -24,23 +24,17 @@ database ``mdq_bench_<random>`` is dropped at the end unless ``--keep``.
 from __future__ import annotations
 
 import argparse
-import os
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from psycopg import sql
+from _support import bench_database
 
-from mdq import embedded
 from mdq.anomalies import AnomalyRecord, fingerprint
-from mdq.db import Database, connect, parse_url
+from mdq.db import connect
 from mdq.db.anomalies import open_counts, persist_findings
-from mdq.db.migrate import apply_migrations
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SEEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -83,22 +77,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args()
 
-    url = os.environ.get("MDQ_DATABASE_URL")
-    started_here = False
-    if url:
-        server = parse_url(url)
-    else:
-        home = REPO_ROOT / ".mdq-bench"
-        socket_dir, started_here = embedded.start(home)
-        server = Database(socket_dir, 5432, "postgres", "", "postgres", embedded_home=home)
-    name = f"mdq_bench_{uuid.uuid4().hex[:8]}"
-    with connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    database = server.with_dbname(name)
-    try:
+    with bench_database(keep=args.keep) as database:
         found = records(args.anomalies)
         with connect(database) as conn:
-            apply_migrations(conn)
             persist_findings(conn, found, completed_test_ids=[], seen_at=SEEN)
             conn.execute("analyze data_anomalies")
         rows: list[tuple[str, float, float]] = []
@@ -150,14 +131,6 @@ def main() -> None:
         print(f"{'what':<{width}}  {'seconds':>8}  ratio")
         for what, seconds, ratio in rows:
             print(f"{what:<{width}}  {seconds:>8.3f}  {ratio:.2f}")
-    finally:
-        if not args.keep:
-            with connect(server, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-                )
-        if started_here:
-            embedded.stop(REPO_ROOT / ".mdq-bench")
 
 
 if __name__ == "__main__":
