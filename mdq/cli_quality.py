@@ -187,6 +187,9 @@ def check(
                 )
     except (MdqError, psycopg.Error) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None
+    if isinstance(report, (MdqError, psycopg.Error)):
+        # the flow failed on the same error the direct path raises: say it the same way
+        raise _fail(str(report).strip().splitlines()[0])
     if not isinstance(report, QualityReport):
         raise _fail(f"the quality flow did not finish: {report}")
     if not report.recorded:

@@ -72,6 +72,24 @@ def vconn(vdb: Database) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+@pytest.fixture()
+def no_prefect_api() -> Iterator[None]:
+    """No Prefect API configured (the session's test API, if a test started it, is unset
+    here): ``mdq check`` runs dbt's own runner and prints one line per node."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
+
+
+@pytest.fixture(params=["dbt", "prefect"])
+def check_path(request: pytest.FixtureRequest) -> str:
+    """Each way ``mdq check`` runs: without a Prefect API (dbt's runner), and through the
+    quality flow on a Prefect API (prefect-dbt's runner)."""
+    request.getfixturevalue("no_prefect_api" if request.param == "dbt" else "prefect_harness")
+    return str(request.param)
+
+
 def analyst_dbt(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
     """``eval "$(mdq db env)"; dbt <args>`` in a shell, from the repository root."""
     env = {
@@ -274,7 +292,7 @@ NODE_LINE = re.compile(
 
 
 def test_a_second_mdq_check_reuses_dbt_s_parse_and_records_warn_and_error_rows(
-    vdb: Database, vconn: psycopg.Connection
+    vdb: Database, vconn: psycopg.Connection, no_prefect_api: None
 ) -> None:
     (DBT_PROJECT_DIR / "target" / "partial_parse.msgpack").unlink(missing_ok=True)
     start = len(DBT_LOG.read_text(errors="replace")) if DBT_LOG.exists() else 0
@@ -310,7 +328,7 @@ def test_a_second_mdq_check_reuses_dbt_s_parse_and_records_warn_and_error_rows(
 
 
 def test_per_symbol_severity_vars_and_symbols_pass_through(
-    vdb: Database, vconn: psycopg.Connection
+    vdb: Database, vconn: psycopg.Connection, no_prefect_api: None
 ) -> None:
     # one instrument's severity raised by a 'symbol:<SYMBOL>:<timeframe>' key, for one check
     raised = mdq(
@@ -380,7 +398,7 @@ def test_the_default_project_needs_nothing_from_the_dbt_hub() -> None:
 
 
 def test_enabling_dbt_expectations_without_the_package_is_one_clear_error(
-    vdb: Database, monkeypatch: pytest.MonkeyPatch
+    vdb: Database, monkeypatch: pytest.MonkeyPatch, check_path: str
 ) -> None:
     from mdq.dbt_runner import ensure_packages
 
