@@ -528,7 +528,7 @@ def backfill_command(
             f"inserted {r.inserted}, updated {r.updated}, unchanged {r.unchanged}, "
             f"quarantined {r.quarantined}, duplicates {r.duplicates}"
             + (f", outside the window {r.outside_window}" if r.outside_window else "")
-            + (f" ({r.error})" if r.error else ""),
+            + (f" ({_first_line(r.error)})" if r.error else ""),
             highlight=False,
         )
     for line in accounting:
@@ -543,11 +543,24 @@ def backfill_command(
             highlight=False,
         )
         raise typer.Exit(EXIT_COULD_NOT_RUN)
-    if any(r.status == "failed" and r.transient for r in results):
-        # an outage (database, network) is "could not run", not a finding about the data
+    outages = [r for r in results if r.status == "failed" and r.transient]
+    if outages:
+        # an outage (database, disk, network) is "could not run", not a finding about the data
+        first = outages[0]
+        err_console.print(
+            f"error: {len(outages)} series failed on an outage (database, disk or network), "
+            f"first {first.symbol}/{first.timeframe}: {_first_line(first.error)}; "
+            "what was written is kept, a rerun loads the rest",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_COULD_NOT_RUN)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def _first_line(text: str | None) -> str:
+    """The first line of an error (PostgreSQL adds HINT and CONTEXT lines)."""
+    return (str(text or "").strip().splitlines() or ["unknown error"])[0]
 
 
 def _backfill_as_flow(parameters: dict[str, Any], plumbing: dict[str, Any]) -> list[Any]:

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
             "path is taken from the current directory and made absolute."
         ),
     )
+    embedded_user_namespace: bool = Field(
+        default=True,
+        description=(
+            "As root only: run a new MDQ_HOME's embedded PostgreSQL in a user namespace "
+            "(unshare --user) with root mapped to the OS user pgserver, so its files stay "
+            "root's. false: run it as the OS user pgserver itself (as where namespaces are "
+            "denied); that user must then be able to traverse MDQ_HOME's parents. A home keeps "
+            "the mode it was made with."
+        ),
+    )
     dbt_schema: str = Field(
         default="mdq",
         pattern=_IDENTIFIER,

@@ -27,11 +27,13 @@ What this module guarantees:
 - **As root** (CI, containers): PostgreSQL refuses to run as root. A new home's server runs in
   a user namespace (``unshare --user``) where root is mapped to the OS user ``pgserver``, so its
   files stay root's and MDQ_HOME may be under ``/root``. A home whose data belongs to
-  ``pgserver`` (made by pgserver), or any home where user namespaces are denied, runs as the OS
-  user ``pgserver`` (created with ``useradd`` when missing, as pgserver did). mdq never changes
-  the permissions of MDQ_HOME's parents: when that user cannot reach the data directory or the
-  binaries, start-up fails with one line saying so (pick an MDQ_HOME under a directory others
-  may traverse, e.g. ``/var/lib/mdq``, or set ``MDQ_DATABASE_URL``).
+  ``pgserver`` (made by pgserver), or any new home where user namespaces are denied or
+  ``MDQ_EMBEDDED_USER_NAMESPACE=false``, runs as the OS user ``pgserver`` (created with
+  ``useradd`` when missing, as pgserver did); MDQ_HOME is then made ``0711`` so that user can
+  traverse it. mdq never changes the permissions of MDQ_HOME's parents: when that user cannot
+  reach the data directory or the binaries, start-up fails with one line saying so (pick an
+  MDQ_HOME under a directory others may traverse, e.g. ``/var/lib/mdq``, or set
+  ``MDQ_DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -151,13 +153,14 @@ def _userns_available() -> bool:
     return done.returncode == 0
 
 
-def _server_user(home: Path) -> _ServerUser:
+def _server_user(home: Path, user_namespace: bool = True) -> _ServerUser:
     """How to run the server of ``home`` (see :class:`_ServerUser`).
 
     Not root: as this user. Root: PostgreSQL refuses to run as root; a home whose data belongs
     to the OS user ``pgserver`` (made by pgserver or by this fallback) runs as that user; any
     other home runs in a user namespace where root is mapped to ``pgserver``'s uid, or, where
-    user namespaces are denied, as ``pgserver`` (which then must be able to reach MDQ_HOME).
+    user namespaces are denied or ``user_namespace`` is False (``MDQ_EMBEDDED_USER_NAMESPACE``),
+    as ``pgserver`` (which then must be able to reach MDQ_HOME).
     """
     if os.geteuid() != 0:
         return _ServerUser(_client_user())
@@ -181,7 +184,7 @@ def _server_user(home: Path) -> _ServerUser:
         owner: int | None = pgdata.stat().st_uid
     except OSError:
         owner = None
-    if owner == entry.pw_uid or (owner is None and not _userns_available()):
+    if owner == entry.pw_uid or (owner is None and not (user_namespace and _userns_available())):
         return _ServerUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
     return _ServerUser(entry.pw_name, entry.pw_uid, entry.pw_gid, namespace=True)
 
@@ -376,7 +379,7 @@ def _launch(pgdata: Path, user: _ServerUser) -> Path:
     raise EmbeddedDatabaseError(str(pgdata), "PostgreSQL did not start: " + _why(output, user))
 
 
-def start(home: Path) -> tuple[str, bool]:
+def start(home: Path, *, user_namespace: bool = True) -> tuple[str, bool]:
     """Start (or reuse) the embedded server of ``home`` and make sure database ``mdq`` exists.
 
     Serialised across processes by ``<home>/.server.lock``: concurrent calls on a stopped home
@@ -385,6 +388,9 @@ def start(home: Path) -> tuple[str, bool]:
 
     Args:
         home: MDQ_HOME; created if missing (its existing parents are never modified).
+        user_namespace: as root, whether a new home's server may run in a user namespace
+            (the default); False runs it as the OS user ``pgserver`` (setting
+            ``MDQ_EMBEDDED_USER_NAMESPACE``). Ignored for an existing home and when not root.
 
     Returns:
         (socket directory to use as libpq ``host``, True if this call started the server).
@@ -394,7 +400,7 @@ def start(home: Path) -> tuple[str, bool]:
     """
     home = home.expanduser().resolve()
     pgdata = pgdata_dir(home)
-    user = _server_user(home)
+    user = _server_user(home, user_namespace)
     try:
         _make_home(home, user)
         with _start_lock(home):
@@ -446,13 +452,16 @@ def _ensure_database(socket_dir: str) -> None:
 
 
 @contextlib.contextmanager
-def session(home: Path, *, keep_running: bool = False) -> Iterator[str]:
+def session(
+    home: Path, *, keep_running: bool = False, user_namespace: bool = True
+) -> Iterator[str]:
     """Use the embedded server of ``home`` for the duration: start it if needed, and stop it
     on exit when this was its last user and nobody pinned it.
 
     Args:
         home: MDQ_HOME.
         keep_running: pin the server (``mdq db start``): no user's exit stops it.
+        user_namespace: as :func:`start`.
 
     Yields:
         The socket directory (libpq ``host``).
@@ -461,12 +470,12 @@ def session(home: Path, *, keep_running: bool = False) -> Iterator[str]:
         EmbeddedDatabaseError: the server could not start, or a lock was held too long.
     """
     home = home.expanduser().resolve()
-    _make_home(home, _server_user(home))
+    _make_home(home, _server_user(home, user_namespace))
     handle = _open_lock(home / ".server.users")
     try:
         # shared: many users at once; blocks only while a last user is stopping the server
         _flock(handle, fcntl.LOCK_SH, str(pgdata_dir(home)), LOCK_TIMEOUT_SECONDS)
-        socket_dir, _ = start(home)
+        socket_dir, _ = start(home, user_namespace=user_namespace)
         if keep_running:
             (home / ".server.keep").touch()
         yield socket_dir

@@ -233,7 +233,11 @@ def open_database(settings: Settings, *, keep_running: bool = False) -> Iterator
         check_connection(database, settings.connect_timeout)
         yield database
         return
-    with embedded.session(settings.home, keep_running=keep_running) as socket_dir:
+    with embedded.session(
+        settings.home,
+        keep_running=keep_running,
+        user_namespace=settings.embedded_user_namespace,
+    ) as socket_dir:
         yield Database(
             host=socket_dir,
             port=5432,

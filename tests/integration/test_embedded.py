@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -143,3 +146,72 @@ def test_one_command_leaving_never_stops_the_server_under_another(tmp_path: Path
     while embedded.is_running(home) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not embedded.is_running(home)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the mode without a user namespace exists as root")
+def test_as_root_without_a_user_namespace_the_server_runs_as_pgserver_and_stays_private(
+    tmp_path: Path,
+) -> None:
+    """``MDQ_EMBEDDED_USER_NAMESPACE=false`` takes the path used where namespaces are denied."""
+    server_user = pwd.getpwnam(embedded.ROOT_SERVER_USER)
+    env = {"MDQ_EMBEDDED_USER_NAMESPACE": "false"}
+    # under a directory pgserver cannot traverse: one line saying so, nothing chmod-ed
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    refused = run_mdq("db", "start", env={**env, "MDQ_HOME": str(closed / "home")}, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "Permission denied" in refused.stderr
+    assert "as root the server runs as OS user 'pgserver'" in refused.stderr
+    assert stat.S_IMODE(closed.stat().st_mode) == 0o700
+    # under a directory others may traverse (made here; mdq never changes it)
+    parent = Path(tempfile.mkdtemp(prefix="mdq-test-", dir="/tmp"))
+    parent.chmod(0o711)
+    home = parent / "home"
+    env["MDQ_HOME"] = str(home)
+    try:
+        started = run_mdq("db", "start", env=env, cwd=tmp_path)
+        assert started.returncode == 0, started.stderr
+        pgdata = embedded.pgdata_dir(home)
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        uids = next(
+            ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if ln.startswith("Uid:")
+        ).split()[1:]  # fmt: skip
+        assert set(map(int, uids)) == {server_user.pw_uid}  # real, effective, saved, fs
+        assert os.readlink(f"/proc/{pid}/ns/user") == os.readlink("/proc/self/ns/user")
+        assert pgdata.stat().st_uid == server_user.pw_uid
+        socket_dir = _socket_of(home)
+        info = socket_dir.stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o700, server_user.pw_uid)
+        assert len(str(socket_dir / ".s.PGSQL.5432")) < 40
+        hba = (pgdata / "pg_hba.conf").read_text()
+        assert [ln for ln in hba.splitlines() if ln and not ln.startswith("#")] == [
+            "local all all peer map=mdq"
+        ]
+        ident = (pgdata / "pg_ident.conf").read_text()
+        assert sorted(ln for ln in ident.splitlines() if ln and not ln.startswith("#")) == [
+            "mdq pgserver postgres",
+            "mdq root postgres",
+        ]
+        refused_nobody = _psql_as("nobody", socket_dir)
+        assert refused_nobody.returncode == 2
+        assert "Permission denied" in refused_nobody.stderr
+        socket_dir.chmod(0o711)  # opened up, peer authentication still refuses nobody
+        (socket_dir / ".s.PGSQL.5432").chmod(0o777)
+        try:
+            peer = _psql_as("nobody", socket_dir)
+        finally:
+            socket_dir.chmod(0o700)
+            (socket_dir / ".s.PGSQL.5432").chmod(0o700)
+        assert peer.returncode == 2
+        assert 'Peer authentication failed for user "postgres"' in peer.stderr
+        owner = _psql_as("root", socket_dir)  # the owner of MDQ_HOME logs in
+        assert (owner.returncode, owner.stdout.strip()) == (0, "1"), owner.stderr
+        assert stat.S_IMODE(home.stat().st_mode) == 0o711
+        assert stat.S_IMODE(parent.stat().st_mode) == 0o711
+    finally:
+        stopped = run_mdq("db", "stop", env=env, cwd=tmp_path)
+        shutil.rmtree(parent, ignore_errors=True)
+    assert stopped.stdout.strip() == "stopped"
+    assert not socket_dir.exists()
