@@ -29,6 +29,7 @@ import psycopg
 from mdq.config import Settings, load_settings
 from mdq.db import Database, connect
 from mdq.db import backfill as db
+from mdq.db.partitions import ensure_partitions
 from mdq.exceptions import (
     AccountingMismatch,
     DatabaseUnreachable,
@@ -514,6 +515,9 @@ def load_series(
                 is_final=finality(batch.candles["ts"], timeframe, pd.Timestamp(fetched.fetched_at))
             )
             parts = _chunks(good, options.chunk_rows) if len(good) else []
+            if len(good):
+                # the months' partitions, committed before the write (migration 110)
+                ensure_partitions(conn, good["ts"])
             for i, part in enumerate(parts):
                 part_start = window.start if i == 0 else part["ts"].iloc[0].to_pydatetime()
                 part_end = (

@@ -505,9 +505,21 @@ def write_candles(
             """,
             (execution_id,),
         )
+        # inserted = incoming keys not stored before the statement (its snapshot); RETURNING
+        # xmax cannot tell them apart on a partitioned market_data (migration 110): PostgreSQL
+        # refuses system columns in an ON CONFLICT ... RETURNING on a partitioned table
         result = conn.execute(
             """
-            with upserted as (
+            with existing as (
+                select count(*) as stored_before
+                from mdq_incoming_candles as incoming
+                inner join market_data as md
+                    on md.symbol = incoming.symbol
+                    and md.timeframe = incoming.timeframe
+                    and md.ts = incoming.ts
+            ),
+
+            upserted as (
                 insert into market_data as md (
                     symbol, asset_class, timeframe, ts, open, high, low, close, volume,
                     source, is_final, source_ts
@@ -544,21 +556,23 @@ def write_candles(
                     excluded.close, excluded.volume, excluded.is_final
                 )
                     and (excluded.is_final or not md.is_final)
-                returning (md.xmax = 0) as is_insert
+                returning 1
             ),
 
             final as (
                 select
-                    count(*) filter (where is_insert) as inserted,
-                    count(*) filter (where not is_insert) as updated
-                from upserted
+                    (select count(*) from upserted) as written,
+                    existing.stored_before
+                from existing
             )
 
             select * from final
             """
         ).fetchone()
     assert result is not None
-    inserted, updated = int(result[0]), int(result[1])
+    written, stored_before = int(result[0]), int(result[1])
+    inserted = n - stored_before
+    updated = written - inserted
     return WriteCounts(inserted, updated, n - inserted - updated)
 
 

@@ -3,7 +3,8 @@
 Works on an adopted ``market_data`` that has no unique key yet (that is when duplicates exist:
 migration 002 refuses to add the key while they do) and whose columns may be only the
 original ones (migration 002 adds ``ingested_at``/``is_final`` in the same transaction that
-was refused). Rows are addressed by ``ctid`` inside one transaction that holds a
+was refused). Rows are addressed by ``(tableoid, ctid)`` (a ctid repeats across the partitions
+of a partitioned table) inside one transaction that holds a
 ``share row exclusive`` lock, so no writer can move them in between.
 """
 
@@ -181,6 +182,7 @@ def plan_duplicates(
             -- the planner misjudged its size: 8k keys took 20 s, 32k took 2 s)
             ranked as (
                 select
+                    m.tableoid as row_tableoid,
                     m.ctid as row_ctid,
                     m.symbol,
                     m.timeframe,
@@ -199,6 +201,7 @@ def plan_duplicates(
                 )
             )
             select
+                r.row_tableoid,
                 r.row_ctid,
                 r.symbol,
                 r.timeframe,
@@ -280,7 +283,10 @@ def apply_plan(conn: psycopg.Connection) -> tuple[str, int]:
         (cleanup_id,),
     )
     removed = conn.execute(
-        "delete from market_data as m using dedupe_plan as p where m.ctid = p.row_ctid"
+        # a ctid is unique within one table only: with market_data partitioned (migration 110,
+        # or a team's own partitioning) the row is (partition, ctid)
+        "delete from market_data as m using dedupe_plan as p"
+        " where m.tableoid = p.row_tableoid and m.ctid = p.row_ctid"
     ).rowcount
     return cleanup_id, removed
 
