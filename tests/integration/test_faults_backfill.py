@@ -12,25 +12,29 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from mdq import embedded
+from mdq.db import Database, connect
+from mdq.db.migrate import apply_migrations
 
 pytestmark = pytest.mark.integration
 
 ARGS = ["backfill", "--provider", "synthetic", "--symbols", "OUT1", "--timeframe", "1m",
-        "--start", "2024-01-01", "--end", "2024-01-15", "--no-prefect"]  # fmt: skip
-#: 14 days of 1m candles, written 500 per transaction: long enough to stop the server under it
-CANDLES = 14 * 24 * 60
+        "--start", "2024-01-01", "--end", "2024-01-08", "--no-prefect"]  # fmt: skip
+#: 7 days of 1m candles, written 250 per transaction (40 commits): long enough to stop the
+#: server under it
+CANDLES = 7 * 24 * 60
 
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MDQ_", "PREFECT_API"))}
     env.update(
-        {"MDQ_HOME": str(home), "MDQ_BACKFILL_CHUNK_ROWS": "500", "MDQ_BACKFILL_LEASE_SECONDS": "3"}
+        {"MDQ_HOME": str(home), "MDQ_BACKFILL_CHUNK_ROWS": "250", "MDQ_BACKFILL_LEASE_SECONDS": "2"}
     )
     return env
 
@@ -56,7 +60,7 @@ def test_database_stopped_mid_backfill_fails_cleanly_and_the_rerun_loads(tmp_pat
                 done = _query(home, "select count(*) from market_data")[0][0]
             except psycopg.Error:
                 continue
-            if done >= 1000:
+            if done >= 750:
                 break
     embedded.stop(home)
     _, err = first.communicate(timeout=120)
@@ -65,7 +69,7 @@ def test_database_stopped_mid_backfill_fails_cleanly_and_the_rerun_loads(tmp_pat
     assert len(errors) == 1, err  # besides progress and log lines: one error line
     assert "lost during the backfill of OUT1/1m" in errors[0], err
     assert "Traceback" not in err
-    time.sleep(4)  # the lease (3 s) has expired: nothing renews it any more
+    time.sleep(2.5)  # the lease (2 s) has expired: nothing renews it any more
     second = subprocess.run(
         [sys.executable, "-m", "mdq.cli", *ARGS],
         env=_env(home), capture_output=True, text=True, timeout=300, check=False,
@@ -90,27 +94,23 @@ def test_database_stopped_mid_backfill_fails_cleanly_and_the_rerun_loads(tmp_pat
     assert loaded == [(CANDLES, CANDLES)]
 
 
-def test_a_run_that_skipped_every_series_says_so_and_exits_2(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    env = _env(home)
-    env["MDQ_BACKFILL_LEASE_SECONDS"] = "600"
-    ready = subprocess.run(
-        [sys.executable, "-m", "mdq.cli", "db", "start"], env=env, capture_output=True, text=True
-    )
-    assert ready.returncode == 0, ready.stderr
-    try:
-        _query(
-            home,
+def test_a_run_that_skipped_every_series_says_so_and_exits_2(
+    make_database: Callable[[], Database],
+) -> None:
+    database = make_database()  # on the session's server: this fault needs no server of its own
+    with connect(database, autocommit=True) as conn:
+        apply_migrations(conn)
+        conn.execute(
             "insert into backfill_state_persistent (execution_id, symbol, timeframe, status,"
             " provider, lease_expires_at) values (gen_random_uuid(), 'OUT1', '1m',"
-            " 'in_progress', 'synthetic', now() + interval '10 minutes') returning 1",
+            " 'in_progress', 'synthetic', now() + interval '10 minutes')"
         )
-        result = subprocess.run(
-            [sys.executable, "-m", "mdq.cli", *ARGS],
-            env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-    finally:
-        embedded.stop(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MDQ_", "PREFECT_API"))}
+    env.update({"MDQ_DATABASE_URL": database.url(), "MDQ_BACKFILL_LEASE_SECONDS": "600"})
+    result = subprocess.run(
+        [sys.executable, "-m", "mdq.cli", *ARGS],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
     assert result.returncode == 2
     assert "OUT1/1m skipped" in result.stdout
     assert "error: every series was skipped (1): another backfill holds them" in result.stderr
