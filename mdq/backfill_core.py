@@ -302,10 +302,14 @@ class LeaseHeartbeat:
 
     def _run(self) -> None:
         interval = max(0.5, self.lease_seconds / 3)
+        if self._stop.wait(interval):
+            return  # finished within the first interval: no connection needed (most series)
         try:
             with connect(self.database, autocommit=True, timeout=5) as conn:
-                while not self._stop.wait(interval):
+                while True:
                     db.renew_lease(conn, self.execution_id, self.lease_seconds)
+                    if self._stop.wait(interval):
+                        break
         except LeaseLost:
             return
         except (MdqError, psycopg.Error) as exc:
@@ -1166,7 +1170,33 @@ def _thread_waves(notifier: Notifier | None) -> RunWave:
         with ThreadPoolExecutor(max_workers=len(wave)) as pool:
             return list(pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave))
 
+    threads.sliding = True  # type: ignore[attr-defined]
+    threads.notifier = notifier  # type: ignore[attr-defined]
     return threads
+
+
+def _run_pool(
+    target: Database,
+    prov: Provider,
+    requests: list[SeriesRequest],
+    options: BackfillOptions,
+    cap: int,
+    notifier: Notifier | None,
+    on_result: Callable[[SeriesResult], None] | None,
+) -> list[SeriesResult]:
+    """Run every request on ``cap`` threads that each take the next series as soon as they
+    finish one (no wave waits for its slowest series); results in request order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    results: list[SeriesResult] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(cap, len(requests)))) as pool:
+        for result in pool.map(
+            lambda r: load_series(target, prov, r, options, notifier=notifier), requests
+        ):
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
 
 
 def _run_waves(
@@ -1178,6 +1208,10 @@ def _run_waves(
     runner: RunWave,
     on_result: Callable[[SeriesResult], None] | None,
 ) -> list[SeriesResult]:
+    if getattr(runner, "sliding", False):
+        return _run_pool(
+            target, prov, requests, options, cap, getattr(runner, "notifier", None), on_result
+        )
     results: list[SeriesResult] = []
     for offset in range(0, len(requests), cap):
         for result in runner(target, prov, requests[offset : offset + cap], options):

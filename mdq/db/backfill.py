@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
@@ -400,6 +401,74 @@ def _copy(conn: psycopg.Connection, table: str, payload: bytes) -> None:
             copy.write(view[offset : offset + (1 << 20)])
 
 
+#: Candles per digest bucket: the write compares stored and incoming candles per bucket of
+#: this many timeframe steps (1m: a day; 1h: 60 days) and merges only buckets that differ.
+BUCKET_STEPS = 1440
+
+#: Seconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch (binary format).
+_PG_EPOCH_US = 946_684_800_000_000
+
+_DIGEST_DTYPE = [
+    ("ts", ">i8"),
+    ("open", ">f8"),
+    ("high", ">f8"),
+    ("low", ">f8"),
+    ("close", ">f8"),
+    ("volume", ">f8"),
+    ("is_final", "u1"),
+]
+
+
+@dataclass(frozen=True)
+class _Digests:
+    """Per-bucket digests of one batch of candles (see :func:`_incoming_digests`)."""
+
+    buckets: Any  # numpy int64: each candle's bucket
+    by_bucket: dict[int, tuple[int, str]]  # bucket -> (candles, md5 hex)
+
+
+def _incoming_digests(candles: pd.DataFrame, bucket_seconds: int) -> _Digests | None:
+    """Per-bucket (count, md5) of the candles' stored bytes, computed exactly as
+    :data:`_STORED_DIGESTS` computes them in SQL: per candle the binary send format of ts
+    (int8 microseconds since 2000-01-01), open, high, low, close, volume (float8) and is_final
+    (bool), concatenated in ts order. None when a value is null (then no bucket is skipped)."""
+    cols = ["open", "high", "low", "close", "volume"]
+    if candles[cols].isna().to_numpy().any() or candles["ts"].isna().any():
+        return None
+    us_in = candles["ts"].dt.as_unit("us").astype("int64").to_numpy()
+    order = np.argsort(us_in, kind="stable")
+    us = us_in[order]
+    rows = np.empty(len(us), dtype=_DIGEST_DTYPE)
+    rows["ts"] = us - _PG_EPOCH_US
+    for c in cols:
+        rows[c] = candles[c].to_numpy(dtype="float64")[order]
+    rows["is_final"] = candles["is_final"].to_numpy(dtype=bool)[order]
+    width = bucket_seconds * 1_000_000
+    buckets = us // width
+    cuts = np.flatnonzero(np.diff(buckets)) + 1
+    by_bucket: dict[int, tuple[int, str]] = {}
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(rows)], strict=True):
+        by_bucket[int(buckets[lo])] = (int(hi - lo), hashlib.md5(rows[lo:hi].tobytes()).hexdigest())
+    order_back = us_in // width
+    return _Digests(order_back, by_bucket)
+
+
+_STORED_DIGESTS = """
+    select
+        floor(extract(epoch from ts) / %(bucket)s)::bigint as bucket,
+        count(*) as candles,
+        md5(string_agg(
+            timestamptz_send(ts) || float8send(open) || float8send(high) || float8send(low)
+            || float8send(close) || float8send(volume) || boolsend(is_final),
+            ''::bytea order by ts
+        )) as digest,
+        bool_and(asset_class is not distinct from %(asset_class)s) as same_asset_class
+    from market_data
+    where symbol = %(symbol)s and timeframe = %(timeframe)s and ts >= %(lo)s and ts <= %(hi)s
+    group by 1
+"""
+
+
 def write_candles(
     conn: psycopg.Connection,
     candles: pd.DataFrame,
@@ -410,13 +479,18 @@ def write_candles(
     """Write candles of one (symbol, timeframe), set-based and keyed on (symbol, timeframe, ts).
 
     When no row exists yet in the batch's time range, the rows are COPYed straight into
-    ``market_data`` (first load, close to raw keyed-COPY speed). Otherwise they are COPYed into
-    a temporary table and upserted with ``on conflict (symbol, timeframe, ts) do update ...
-    where (...) is distinct from (...)``: an unchanged candle is not rewritten (no dead tuple),
-    a changed one is updated, and a final candle is never replaced by a not-final one. The
-    previous values of a changed *final* candle (a vendor's correction; not a forming candle
-    that closed) go to ``candle_revisions`` with ``execution_id``, in the same statement.
-    Runs in a savepoint of the caller's transaction (or its own transaction).
+    ``market_data`` (first load, close to raw keyed-COPY speed). Otherwise the stored candles
+    of the range are compared in bulk, per bucket of :data:`BUCKET_STEPS` timeframe steps
+    (count and md5 of their exact binary values, one grouped query): buckets whose stored
+    candles equal the incoming ones are skipped without writing (an unchanged rerun writes
+    nothing and reads each bucket once). Only the candles of buckets that differ are COPYed
+    into a temporary table and upserted with ``on conflict (symbol, timeframe, ts) do update
+    ... where (...) is distinct from (...)``: an unchanged candle is not rewritten (no dead
+    tuple), a changed one is updated, and a final candle is never replaced by a not-final one.
+    The previous values of a changed *final* candle (a vendor's correction; not a forming
+    candle that closed) go to ``candle_revisions`` with ``execution_id``, in the same
+    statement. Runs in a savepoint of the caller's transaction (or its own transaction).
+    Works on a partitioned ``market_data`` as well (the key includes ``ts``).
 
     Args:
         conn: open connection.
@@ -428,30 +502,47 @@ def write_candles(
     Returns:
         Inserted, updated and unchanged counts (they add up to ``len(candles)``).
     """
+    from mdq.validation import timeframe_seconds
+
     n = len(candles)
     if n == 0:
         return WriteCounts(0, 0, 0)
-    payload = _csv_bytes(candles, source)
     symbol = str(candles["symbol"].iloc[0])
     timeframe = str(candles["timeframe"].iloc[0])
+    asset_class = str(candles["asset_class"].iloc[0])
     lo, hi = candles["ts"].min().to_pydatetime(), candles["ts"].max().to_pydatetime()
+    bucket_seconds = timeframe_seconds(timeframe) * BUCKET_STEPS
     with conn.transaction():
-        row = conn.execute(
-            """
-            select exists (
-                select 1 from market_data
-                where symbol = %s and timeframe = %s and ts >= %s and ts <= %s
-            )
-            """,
-            (symbol, timeframe, lo, hi),
-        ).fetchone()
-        if row is not None and not row[0]:
+        stored = conn.execute(
+            _STORED_DIGESTS,
+            {
+                "bucket": bucket_seconds,
+                "asset_class": asset_class,
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "lo": lo,
+                "hi": hi,
+            },
+        ).fetchall()
+        if not stored:
             try:
                 with conn.transaction():
-                    _copy(conn, "market_data", payload)
+                    _copy(conn, "market_data", _csv_bytes(candles, source))
                 return WriteCounts(n, 0, 0, fast_path=True)
             except psycopg.errors.UniqueViolation:
                 pass  # a row appeared meanwhile: fall back to the keyed upsert
+        digests = _incoming_digests(candles, bucket_seconds) if stored else None
+        if digests is not None:
+            same = {
+                int(bucket)
+                for bucket, count, digest, same_asset_class in stored
+                if same_asset_class and digests.by_bucket.get(int(bucket)) == (count, digest)
+            }
+            if same:
+                candles = candles[~np.isin(digests.buckets, list(same))]
+                if len(candles) == 0:
+                    return WriteCounts(0, 0, n)
+        payload = _csv_bytes(candles, source)
         conn.execute(
             """
             create temp table if not exists mdq_incoming_candles (

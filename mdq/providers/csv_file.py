@@ -243,16 +243,32 @@ def _quote(value: object) -> str:
     return repr(safe_text(value))
 
 
+def _per_value(values: pd.Series, fn: Any) -> pd.Series:
+    """``values.map(fn)`` computed once per distinct value (a file holds few symbols and
+    timeframes but millions of rows)."""
+    uniques = pd.unique(values.to_numpy(dtype=object))
+    looked_up = {u: fn(u) for u in uniques}
+    return (
+        pd.Series([looked_up[v] for v in uniques], index=uniques, dtype=object)
+        .reindex(values.to_numpy(dtype=object))
+        .set_axis(values.index)
+    )
+
+
 def series_keys(symbols: pd.Series, timeframes: pd.Series) -> pd.Series:
     """The (symbol, timeframe) key of each row, as the file gives them; a symbol that cannot be
     stored is keyed :data:`INVALID_SYMBOL`, a timeframe is cut by :func:`safe_text`."""
-    problems = symbols.map(symbol_problem)
+    shown, cut = _key_parts(symbols, timeframes)
+    return pd.Series(list(zip(shown, cut, strict=True)), index=symbols.index, dtype=object)
+
+
+def _key_parts(symbols: pd.Series, timeframes: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The two halves of :func:`series_keys`, as columns (vectorised per distinct value)."""
+    symbols = symbols.astype(str)
+    problems = _per_value(symbols, symbol_problem)
     shown = symbols.where(problems.isna(), INVALID_SYMBOL)
-    return pd.Series(
-        list(zip(shown.astype(str), timeframes.astype(str).map(safe_text), strict=True)),
-        index=symbols.index,
-        dtype=object,
-    )
+    cut = _per_value(timeframes.astype(str), safe_text)
+    return shown, cut
 
 
 @dataclass
@@ -263,6 +279,10 @@ class _Parsed:
     series: list[Series]
     input_counts: dict[tuple[str, str], int]
     actions: pd.DataFrame
+    #: positions in ``candles`` of each (symbol, timeframe), in file order
+    positions: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: each (symbol, timeframe)'s :class:`Series`
+    by_key: dict[tuple[str, str], Series] = field(default_factory=dict)
 
 
 class CsvFileProvider:
@@ -453,7 +473,7 @@ class CsvFileProvider:
                 typed[col] = m.constants[col]
         for col in ("symbol", "asset_class", "timeframe"):
             typed[col] = typed[col].astype(str).str.strip()
-        symbol_why = typed["symbol"].map(symbol_problem)
+        symbol_why = _per_value(typed["symbol"], symbol_problem)
         reasons.append((symbol_why, symbol_why.where(symbol_why.isna(), "invalid_symbol")))
         ts, ts_reason, ts_code = self._parse_ts(typed["ts"])
         missing = ts.isna() & ts_reason.isna()  # a null in a timestamp column
@@ -494,9 +514,10 @@ class CsvFileProvider:
         combined = pd.concat([r for r, _ in reasons], axis=1)
         combined_codes = pd.concat([c for _, c in reasons], axis=1)
         has_reason = combined.notna().any(axis=1).to_numpy()
-        keys = series_keys(typed["symbol"], typed["timeframe"])
+        shown, cut = _key_parts(typed["symbol"], typed["timeframe"])
         rejected: dict[tuple[str, str], list[Rejected]] = {}
         if has_reason.any():
+            keys = series_keys(typed["symbol"][has_reason], typed["timeframe"][has_reason])
             for label in raw.index[has_reason]:
                 why = "; ".join(str(r) for r in combined.loc[label] if isinstance(r, str))
                 code = next(str(c) for c in combined_codes.loc[label] if isinstance(c, str))
@@ -527,9 +548,23 @@ class CsvFileProvider:
                     group["ts"].max().to_pydatetime(),
                 )
             )
-        counts = keys.value_counts()
-        input_counts = {key: int(n) for key, n in counts.items()}
-        return _Parsed(good, raw, rejected, series, input_counts, self._actions(raw, good))
+        counts = pd.DataFrame({"s": shown, "t": cut}).groupby(["s", "t"], sort=False).size()
+        input_counts = {(str(k[0]), str(k[1])): int(n) for k, n in counts.items()}
+        positions = {
+            (str(k[0]), str(k[1])): v
+            for k, v in good.groupby(["symbol", "timeframe"], sort=False).indices.items()
+        }
+        by_key = {(s.instrument.symbol, s.timeframe): s for s in series}
+        return _Parsed(
+            good,
+            raw,
+            rejected,
+            series,
+            input_counts,
+            self._actions(raw, good),
+            positions,
+            by_key,
+        )
 
     def _actions(self, raw: pd.DataFrame, good: pd.DataFrame) -> pd.DataFrame:
         """Splits and dividends named by the mapping's ``[actions]`` columns, for valid rows:
@@ -612,9 +647,11 @@ class CsvFileProvider:
             ProviderError: the file could not be read.
             ProviderConfigError: the mapping does not fit the file.
         """
-        c = self._data().candles
-        mask = (c["symbol"].to_numpy() == symbol) & (c["timeframe"].to_numpy() == timeframe)
-        return c.loc[mask, "ts"]
+        data = self._data()
+        where = data.positions.get((symbol, timeframe))
+        if where is None:
+            return data.candles["ts"].iloc[:0]
+        return data.candles["ts"].iloc[where]
 
     def rejected_series(self) -> dict[tuple[str, str], list[Rejected]]:
         """Rows that could not be parsed, per (symbol, timeframe) as written in the file,
@@ -639,22 +676,14 @@ class CsvFileProvider:
             ProviderConfigError: the mapping does not fit the file.
         """
         data = self._data()
-        c = data.candles
         start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
-        mask = (
-            (c["symbol"].to_numpy() == symbol)
-            & (c["timeframe"].to_numpy() == timeframe)
-            & (c["ts"] >= start).to_numpy()
-            & (c["ts"] < end).to_numpy()
-        )
-        candles = c[mask] if mask.any() else empty_candles()
-        of_series = int(
-            ((c["symbol"].to_numpy() == symbol) & (c["timeframe"].to_numpy() == timeframe)).sum()
-        )
-        known = next(
-            (s for s in data.series if s.instrument.symbol == symbol and s.timeframe == timeframe),
-            None,
-        )
+        where = data.positions.get((symbol, timeframe))
+        of_series_rows = data.candles.iloc[where] if where is not None else data.candles.iloc[:0]
+        ts = of_series_rows["ts"]
+        mask = ((ts >= start) & (ts < end)).to_numpy()
+        candles = of_series_rows[mask] if mask.any() else empty_candles()
+        of_series = len(of_series_rows)
+        known = data.by_key.get((symbol, timeframe))
         confirms = bool(
             known is not None
             and known.first_ts is not None

@@ -1,0 +1,298 @@
+"""Scale benchmark of issue 15: ratios measured in one run, on N one-minute candles.
+
+Usage::
+
+    .venv/bin/python bench/bench_scale.py [--candles 1000000] [--symbols S] [--keep]
+
+The data: ``--candles`` 1m candles of 24/7 (crypto) symbols, a random walk per symbol, written
+once as a canonical CSV file (``symbol,asset_class,timeframe,ts,open,high,low,close,volume``,
+ISO ``ts`` with ``Z``), the file a vendor drop would be. The symbols default to one per 10,000
+candles, at most 1,000 (the issue's reference shape: 10M candles = 1,000 symbols x ~6.9 days,
+1.44M candles a day); ``--symbols`` overrides it and each series then holds N / symbols
+candles.
+
+Parts (each a function; a part other helpers add plugs into :data:`PARTS`):
+
+* P1a ``first load / raw COPY``: ``run_backfill(provider="csv")`` of the file into an empty
+  ``market_data`` (parse, validate, dedupe, write, state rows, watermarks), against the
+  baseline shipped here: the same file's text COPYed straight into a table shaped like
+  ``market_data`` (same columns, defaults and unique key), nothing else. Printed as
+  raw COPY seconds / first load seconds, so >= 0.5 means the load runs at half COPY speed or
+  better (target >= 0.5).
+* P1b ``unchanged rerun / first load``: the same backfill again; rows written to
+  ``market_data`` (inserted + updated, from the results and from ``pg_stat_user_tables``)
+  must be 0 (target <= 0.3 and 0 rows written).
+* P2 ``full check / single-pass scan``: the single-pass ``lag()`` scan shipped in
+  ``bench/single_pass_scan.sql`` (key duplicates, raw gaps, spikes, last candle per series)
+  timed over the loaded rows, against ``mdq check`` when ``--check`` is given (a full dbt run;
+  minutes at 1M).
+
+Peak memory is the benchmark process's maximum resident set (``ru_maxrss``), which includes the
+backfill (it runs in this process); the server's memory is not included.
+
+The server is ``MDQ_DATABASE_URL`` when set, else the embedded server under ``.mdq-bench``
+(:mod:`bench._support`); the database is dropped at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import REPO_ROOT, bench_database  # noqa: E402
+
+from mdq.db import Database, connect  # noqa: E402
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+SCAN_SQL = REPO_ROOT / "bench" / "single_pass_scan.sql"
+
+
+@dataclass
+class Context:
+    """What the parts share: the database, the CSV file, the shape, and the printed rows."""
+
+    database: Database
+    path: Path
+    candles: int
+    symbols: int
+    args: argparse.Namespace
+    seconds: dict[str, float] = field(default_factory=dict)
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, part: str, measured: str, ratio: str) -> None:
+        """One printed row: the part, what was measured, the ratio."""
+        self.rows.append((part, measured, ratio))
+
+
+def write_csv(path: Path, candles: int, symbols: int, seed: int = 1) -> int:
+    """Write ``candles`` 1m candles of ``symbols`` 24/7 symbols (a random walk each) as the
+    canonical CSV. Returns the rows written (``symbols * (candles // symbols)``)."""
+    per = candles // symbols
+    rng = np.random.default_rng(seed)
+    base = np.datetime64(START.replace(tzinfo=None), "m")
+    minutes = np.arange(per, dtype="int64")
+    ts_text = np.datetime_as_string(base + minutes, unit="s") + "Z"
+    with pacsv.CSVWriter(
+        str(path),
+        pa.schema(
+            [
+                ("symbol", pa.string()),
+                ("asset_class", pa.string()),
+                ("timeframe", pa.string()),
+                ("ts", pa.string()),
+                *((c, pa.float64()) for c in ("open", "high", "low", "close", "volume")),
+            ]
+        ),
+    ) as writer:
+        for s in range(symbols):
+            steps = rng.standard_normal(per) * 0.0005
+            close = 100.0 * np.exp(np.cumsum(steps))
+            open_ = np.concatenate([[100.0], close[:-1]])
+            wiggle = np.abs(rng.standard_normal((2, per))) * 0.0002
+            high = np.maximum(open_, close) * (1 + wiggle[0])
+            low = np.minimum(open_, close) * (1 - wiggle[1])
+            volume = np.round(rng.random(per) * 1000, 3)
+            writer.write_table(
+                pa.table(
+                    {
+                        "symbol": pa.array(np.full(per, f"S{s:04d}")),
+                        "asset_class": pa.array(np.full(per, "crypto")),
+                        "timeframe": pa.array(np.full(per, "1m")),
+                        "ts": pa.array(ts_text),
+                        "open": np.round(open_, 6),
+                        "high": np.round(high, 6),
+                        "low": np.round(low, 6),
+                        "close": np.round(close, 6),
+                        "volume": volume,
+                    }
+                )
+            )
+    return per * symbols
+
+
+def peak_mb() -> float:
+    """This process's peak resident set so far, MB (Linux reports ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rows_written(database: Database) -> int:
+    """Rows inserted + updated into market_data (and its partitions) per the statistics."""
+    time.sleep(1.0)  # statistics are flushed asynchronously
+    with connect(database, autocommit=True) as conn:
+        conn.execute("select pg_stat_force_next_flush()")
+        conn.execute("select pg_stat_clear_snapshot()")
+        row = conn.execute(
+            """
+            with tables as (
+                select 'market_data'::regclass as relid
+                union all
+                select inhrelid from pg_inherits where inhparent = 'market_data'::regclass
+            )
+
+            select coalesce(sum(s.n_tup_ins + s.n_tup_upd), 0)
+            from pg_stat_user_tables as s
+            inner join tables as t on t.relid = s.relid
+            """
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def raw_copy(ctx: Context) -> float:
+    """The baseline: the CSV's text COPYed into a table like market_data (same columns,
+    defaults, unique key), in one transaction. Returns seconds."""
+    with connect(ctx.database, autocommit=True) as conn:
+        conn.execute("create table raw_copy_baseline (like market_data including all)")
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            with (
+                cur.copy(
+                    "copy raw_copy_baseline (symbol, asset_class, timeframe, ts, open, high, low,"
+                    " close, volume) from stdin (format csv, header true)"
+                ) as copy,
+                open(ctx.path, "rb") as f,
+            ):
+                while block := f.read(1 << 20):
+                    copy.write(block)
+        seconds = time.perf_counter() - started
+        conn.execute("drop table raw_copy_baseline")
+    return seconds
+
+
+def backfill(ctx: Context) -> tuple[float, int, int]:
+    """One ``run_backfill`` of the CSV. Returns (seconds, rows written per the results,
+    rows written per pg_stat)."""
+    from mdq.backfill_core import run_backfill
+
+    before = rows_written(ctx.database)
+    started = time.perf_counter()
+    results = run_backfill("csv", path=str(ctx.path), database=ctx.database)
+    seconds = time.perf_counter() - started
+    bad = [r for r in results if r.status != "completed"]
+    if bad:
+        raise SystemExit(f"backfill failed: {bad[0].counts_line()} (+{len(bad) - 1} more)")
+    stored = sum(r.stored for r in results)
+    if stored != ctx.candles:
+        raise SystemExit(f"backfill stored {stored} of {ctx.candles} rows")
+    written = sum(r.inserted + r.updated for r in results)
+    return seconds, written, rows_written(ctx.database) - before
+
+
+def p1_write(ctx: Context) -> None:
+    """P1a (first load vs raw COPY) and P1b (unchanged rerun vs first load, rows written)."""
+    copy_s = raw_copy(ctx)
+    ctx.seconds["raw COPY"] = copy_s
+    first_s, first_written, _ = backfill(ctx)
+    ctx.seconds["first load"] = first_s
+    ctx.add(
+        "P1a first load / raw COPY",
+        f"COPY {copy_s:.1f} s, load {first_s:.1f} s ({first_written:,} rows written), "
+        f"peak {peak_mb():.0f} MB",
+        f"{copy_s / first_s:.2f} (COPY speed share, target >= 0.5)",
+    )
+    with connect(ctx.database, autocommit=True) as conn:
+        conn.execute("vacuum analyze market_data")
+    rerun_s, by_results, by_stats = backfill(ctx)
+    ctx.seconds["unchanged rerun"] = rerun_s
+    ctx.add(
+        "P1b unchanged rerun / first load",
+        f"rerun {rerun_s:.1f} s; rows written {by_results} (results), {by_stats} (pg_stat), "
+        f"peak {peak_mb():.0f} MB",
+        f"{rerun_s / first_s:.2f} (target <= 0.3, 0 rows)",
+    )
+
+
+def p2_scan(ctx: Context) -> None:
+    """P2: the single-pass scan (bench/single_pass_scan.sql) timed over market_data; against
+    a full ``mdq check`` when ``--check`` is given."""
+    text = SCAN_SQL.read_text()
+    with connect(ctx.database, autocommit=True) as conn:
+        conn.execute("analyze market_data")
+        started = time.perf_counter()
+        found = conn.execute(text).fetchall()
+        scan_s = time.perf_counter() - started
+    ctx.seconds["single-pass scan"] = scan_s
+    summary = f"scan {scan_s:.1f} s over {len(found):,} series"
+    if not ctx.args.check:
+        ctx.add("P2 single-pass scan", summary + " (full check not run: --check)", "-")
+        return
+    check_s = full_check(ctx)
+    ctx.seconds["full check"] = check_s
+    ctx.add("P2 full check / single-pass scan", summary, f"{check_s / scan_s:.2f} (target <= 3)")
+
+
+def full_check(ctx: Context) -> float:
+    """Seconds of one full ``mdq check`` on the bench database (the CLI, in a subprocess)."""
+    import subprocess
+
+    db = ctx.database
+    env = {
+        **os.environ,
+        "MDQ_DATABASE_URL": db.url() if hasattr(db, "url") else "",
+    }
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "mdq"), "check"], env=env, capture_output=True
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode not in (0, 1):  # 1: findings; anything else: the check itself failed
+        raise SystemExit(f"mdq check failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return seconds
+
+
+#: The parts, run in this order on one database (P1 loads the data the later parts read).
+PARTS: list[tuple[str, Callable[[Context], None]]] = [
+    ("P1", p1_write),
+    ("P2", p2_scan),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candles", type=int, default=1_000_000)
+    parser.add_argument("--symbols", type=int, default=None)
+    parser.add_argument("--check", action="store_true", help="P2: also run a full mdq check")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--parts", default=",".join(name for name, _ in PARTS))
+    args = parser.parse_args()
+    symbols = args.symbols or max(1, min(1000, args.candles // 10_000))
+    wanted = set(args.parts.split(","))
+    with tempfile.TemporaryDirectory(prefix="mdq-bench-scale-") as tmp:
+        path = Path(tmp) / "candles.csv"
+        started = time.perf_counter()
+        total = write_csv(path, args.candles, symbols)
+        generated = time.perf_counter() - started
+        with bench_database(keep=args.keep) as database:
+            ctx = Context(database, path, total, symbols, args)
+            for name, part in PARTS:
+                if name in wanted:
+                    part(ctx)
+    load = os.getloadavg()
+    print(
+        f"\n{total:,} 1m candles: {symbols} symbols x {total // symbols:,} "
+        f"({total // symbols / 1440:.1f} days); CSV written in {generated:.1f} s; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores\n"
+    )
+    width = max(len(r[0]) for r in ctx.rows)
+    print(f"{'part':<{width}}  {'ratio':<40}  measured")
+    print("-" * (width + 100))
+    for part, measured, ratio in ctx.rows:
+        print(f"{part:<{width}}  {ratio:<40}  {measured}")
+    print(f"\npeak memory (this process): {peak_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
