@@ -1,7 +1,8 @@
 """Fault suite, a full disk mid-backfill (issue 16, point 4), run as a user runs ``mdq backfill``.
 
-The disk really fills: market_data (and its indexes) is moved to a tablespace on a small tmpfs
-mounted for the test, so PostgreSQL's own write fails with ``53100 disk_full`` ("could not
+The disk really fills: market_data (its partitions and indexes, and those the loader creates:
+the database's ``default_tablespace``) is moved to a tablespace on a small tmpfs mounted for
+the test, so PostgreSQL's own write fails with ``53100 disk_full`` ("could not
 extend file ...: No space left on device"), as on a volume that filled up. The rest of the
 database stays on the big disk, as when market_data's volume is the one that filled: the
 failure can be recorded. Then the volume grows (remount), and a rerun loads everything.
@@ -88,6 +89,12 @@ def small_volume(
                 order by c.relkind desc
                 """
             ).fetchall()
+            # partitions the loader makes on demand (a month's first candles) land there too
+            conn.execute(
+                sql.SQL("alter database {} set default_tablespace = {}").format(
+                    sql.Identifier(database.dbname), sql.Identifier(tablespace)
+                )
+            )
             for name, kind in relations:
                 if kind in ("r", "p"):
                     statement = "alter table {} set tablespace {}"
