@@ -662,7 +662,7 @@ def write_candles(
         ).fetchone()
     assert result is not None
     written, stored_before = int(result[0]), int(result[1])
-    inserted = n - stored_before
+    inserted = len(candles) - stored_before
     updated = written - inserted
     return WriteCounts(inserted, updated, n - inserted - updated)
 
