@@ -25,9 +25,17 @@ from mdq.config import load_settings
 from mdq.db import Database, connect
 from mdq.db import anomalies as anomalies_db
 from mdq.db.anomalies import StoredAnomaly
+from mdq.db.check_scope import CheckScope, Shard
 from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
 from mdq.db.migrate import open_migrated_database
-from mdq.quality import QualityReport, as_of_text, check_selection, persist_build_result
+from mdq.quality import (
+    QualityReport,
+    as_of_text,
+    begin_scope,
+    check_selection,
+    end_scope,
+    persist_build_result,
+)
 from mdq.report import write_report
 from mdq.reports import ARTIFACT_KEYS, anomaly_rows, quality_markdown, run_name
 
@@ -41,6 +49,7 @@ def persist_task(
     as_of: datetime | None,
     record: bool | None = None,
     symbols: list[str] | None = None,
+    scope: CheckScope | None = None,
 ) -> QualityReport:
     """Task wrapper of :func:`persist_build_result` (database I/O)."""
     return persist_build_result(
@@ -51,6 +60,7 @@ def persist_task(
         as_of=as_of,
         record=record,
         symbols=symbols,
+        scope=scope,
     )
 
 
@@ -77,6 +87,8 @@ def quality_checks(
     record: bool | None = None,
     symbols: list[str] | None = None,
     dbt_vars: dict[str, Any] | None = None,
+    full: bool = False,
+    shard: str | None = None,
 ) -> State[QualityReport]:
     """Run every dbt check (or a selection) and record the findings in ``data_anomalies``.
 
@@ -89,12 +101,21 @@ def quality_checks(
             a run with ``as_of`` is a what-if that leaves ``data_anomalies`` untouched.
         symbols: check only these symbols (``mdq check --symbols``); None: all.
         dbt_vars: dbt ``--vars`` (``mdq check --vars``).
+        full: re-read every candle (the weekly ``full-weekly`` deployment, ``mdq check
+            --full``); by default a live run re-reads only what changed since the last
+            successful run (:mod:`mdq.quality`).
+        shard: ``i/n``: check only the symbols of that shard (``mdq check --shard``).
 
     Returns:
         Completed with the report, or Failed (with the report) when error-severity
         anomalies are open or something could not run.
+
+    Raises:
+        ValueError: ``shard`` is not ``i/n`` with 1 <= i <= n.
     """
-    return _run_in_flow(as_of, select, record, symbols, dbt_vars)
+    return _run_in_flow(
+        as_of, select, record, symbols, dbt_vars, full, Shard.parse(shard) if shard else None
+    )
 
 
 def _run_in_flow(
@@ -103,6 +124,8 @@ def _run_in_flow(
     record: bool | None = None,
     symbols: list[str] | None = None,
     dbt_vars: dict[str, Any] | None = None,
+    full: bool = False,
+    shard: Shard | None = None,
 ) -> State[QualityReport]:
     settings = load_settings()
     seen_at = datetime.now(UTC)
@@ -110,17 +133,26 @@ def _run_in_flow(
         open_migrated_database(settings) as database,
         check_lock(database, wait_seconds=SCHEDULED_WAIT_SECONDS),
     ):
-        result = dbt.build(
-            database,
-            settings.dbt_schema,
-            select=select,
-            as_of=as_of_text(as_of),
-            symbols=symbols,
-            dbt_vars=dbt_vars,
-            indirect_selection="empty" if select is not None else None,
-        )
-        full_run = select is None and symbols is None
-        report = persist_task(database, result, full_run, seen_at, as_of, record, symbols)
+        scope = begin_scope(database, full=full or as_of is not None, shard=shard, symbols=symbols)
+        get_run_logger().info("checks re-read: %s", scope.describe())
+        try:
+            result = dbt.build(
+                database,
+                settings.dbt_schema,
+                select=select,
+                as_of=as_of_text(as_of),
+                symbols=symbols,
+                dbt_vars=dbt_vars,
+                indirect_selection="empty" if select is not None else None,
+                scope_id=scope.scope_id,
+                shard=shard.label if shard else None,
+            )
+            full_run = select is None and symbols is None
+            report = persist_task(
+                database, result, full_run, seen_at, as_of, record, symbols, scope
+            )
+        finally:
+            end_scope(database, scope)
         touched = read_anomalies_task(database, seen_at)
         html_report = None
         if report.recorded and settings.report_after_checks:

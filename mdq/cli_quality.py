@@ -141,6 +141,19 @@ def check(
         help="dbt vars as YAML, e.g. \"{mdq_outlier_z: {'*:*': 12}}\" (a var replaces the "
         "project's value; dbt re-parses the project when vars change).",
     ),
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Re-read every candle. By default a check re-reads only the series written since "
+        "the last successful check (from a few candles before the first change) and resolves "
+        "only findings inside that range.",
+    ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="i/n: check only the symbols whose hash falls in shard i of n (n workers check "
+        "one database; shards never resolve each other's findings).",
+    ),
 ) -> None:
     """Run every dbt check (or a selection) and record the findings in data_anomalies.
 
@@ -148,6 +161,12 @@ def check(
     acknowledgements and alerts as they were, unless --record. Acknowledged and muted findings
     do not count. Exit 0: no error-severity anomaly is open; 1: some are; 2: the checks could
     not run."""
+    from mdq.db.check_scope import Shard
+
+    try:
+        shard_of = Shard.parse(shard) if shard is not None else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     when = parse_as_of(as_of)
     selection = parse_selection(select)
     symbol_list = parse_symbols(symbols)
@@ -171,6 +190,8 @@ def check(
                         record=record or when is None,
                         symbols=symbol_list,
                         dbt_vars=variables,
+                        full=full,
+                        shard=shard_of.label if shard_of else None,
                         return_state=True,
                     )
                 report = state.result(raise_on_failure=False)
@@ -184,6 +205,8 @@ def check(
                     select=selection,
                     symbols=symbol_list,
                     dbt_vars=variables,
+                    full=full,
+                    shard=shard_of,
                 )
     except (MdqError, psycopg.Error) as exc:
         raise _fail(str(exc).strip().splitlines()[0]) from None

@@ -80,6 +80,11 @@ _DBT_LOCK = threading.Lock()
 AS_OF_ENV = "MDQ_AS_OF"
 #: The environment variable restricting the checks' rows to some symbols (mdq_run_symbols).
 SYMBOLS_ENV = "MDQ_SYMBOLS"
+#: The environment variable naming an incremental run's ``check_scopes`` rows
+#: (macro mdq_check_scope_id; empty: the checks read every candle).
+SCOPE_ENV = "MDQ_CHECK_SCOPE"
+#: The environment variable giving the shard ``i/n`` of a sharded run (macro mdq_run_shard).
+SHARD_ENV = "MDQ_SHARD"
 
 
 @contextmanager
@@ -360,6 +365,8 @@ def build(
     use_prefect: bool | None = None,
     unit_tests: bool = False,
     progress: bool | None = None,
+    scope_id: str | None = None,
+    shard: str | None = None,
 ) -> DbtBuildResult:
     """Build the models, then run the checks; typed results, failing tests are data.
 
@@ -393,6 +400,11 @@ def build(
         unit_tests: also run the dbt unit tests (``unit_tests:`` in YAML); scheduled and CLI
             runs leave them to ``make test``.
         progress: print one line per node (None: unless ``DBT_QUIET`` is true).
+        scope_id: an incremental run's ``check_scopes`` key (environment
+            ``MDQ_CHECK_SCOPE``): the calendar checks read only those series from their
+            ``read_from``; None: every candle.
+        shard: ``i/n`` (environment ``MDQ_SHARD``): keep only the rows of the project's
+            checks whose symbol falls in that shard; None: all.
 
     Returns:
         The typed results of both invocations (``tests`` from the second).
@@ -411,7 +423,12 @@ def build(
     # Resource types are left out with selectors in one --exclude: prefect-dbt's runner
     # dropped --exclude-resource-type, so its "models" build ran every check too.
     no_unit_tests = [] if unit_tests else ["resource_type:unit_test"]
-    env = {AS_OF_ENV: as_of or "", SYMBOLS_ENV: ",".join(symbols or ())}
+    env = {
+        AS_OF_ENV: as_of or "",
+        SYMBOLS_ENV: ",".join(symbols or ()),
+        SCOPE_ENV: scope_id or "",
+        SHARD_ENV: shard or "",
+    }
     run = _Invoker(database, schema, dbt_vars, env, project_dir, use_prefect, progress)
 
     models = run("build", [*selection, *_exclude(exclude, ["resource_type:test", *no_unit_tests])])

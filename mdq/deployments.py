@@ -1,7 +1,8 @@
 """The deployments of ``prefect.yaml`` as objects, for ``mdq serve`` (one process, no worker).
 
 Backfill daily at 02:00 UTC (concurrency 1), the quality checks after each backfill run
-(an event trigger on the ``backfill`` flow's Completed/Failed), health every 6 hours.
+(an event trigger on the ``backfill`` flow's Completed/Failed; incremental), a full re-read of
+the checks weekly (``full-weekly``), health every 6 hours.
 ``tests/unit/test_deployments.py`` checks that this module and ``prefect.yaml`` agree.
 
 ``prefect deploy`` and ``mdq serve`` register deployments of the same names. Prefect's runner
@@ -18,6 +19,9 @@ from typing import Any
 #: Cron schedules (UTC) of the scheduled deployments.
 BACKFILL_CRON = "0 2 * * *"
 HEALTH_CRON = "0 */6 * * *"
+#: The weekly full re-read of the checks (``mdq check --full``): Sundays 04:00 UTC, after the
+#: daily backfill's quality run.
+FULL_CHECK_CRON = "0 4 * * 0"
 
 #: The trigger that starts the quality checks when a backfill flow run ends.
 AFTER_BACKFILL_TRIGGER: dict[str, Any] = {
@@ -32,7 +36,7 @@ AFTER_BACKFILL_TRIGGER: dict[str, Any] = {
 
 
 def build_deployments() -> list[Any]:
-    """The three runner deployments (``RunnerDeployment``) to pass to ``prefect.serve``.
+    """The four runner deployments (``RunnerDeployment``) to pass to ``prefect.serve``.
 
     Raises:
         ImportError: the backfill flow (``flows/backfill.py``) is missing.
@@ -57,6 +61,13 @@ def build_deployments() -> list[Any]:
         quality_checks.to_deployment(
             name="after-backfill",
             triggers=[DeploymentEventTrigger(**trigger)],
+            concurrency_limit=1,
+            tags=["mdq", "quality"],
+        ),
+        quality_checks.to_deployment(
+            name="full-weekly",
+            schedules=[Cron(FULL_CHECK_CRON, timezone="UTC")],
+            parameters={"full": True},
             concurrency_limit=1,
             tags=["mdq", "quality"],
         ),

@@ -12,6 +12,15 @@ recorded state only moves forward in time. :func:`run_quality_checks` is the sam
 work as a plain function (the CLI uses it when no Prefect API is around);
 :func:`detect_data_anomalies` is the seed's entry point, selecting check families by dbt tag.
 
+**Incremental by default.** A live run (no ``as_of``) re-reads only the series whose candles
+were inserted, updated or deleted since the last successful run of the whole project (the
+change log of migration 130, :mod:`mdq.db.check_scope`): the calendar checks (gaps,
+duplicates, misalignment, out-of-session: :data:`SCOPED_CHECKS`) read those series from a few
+candles before the first change, and only their findings inside that range can be resolved;
+``full=True`` (``mdq check --full``), a run with ``as_of``, the first run and a run without
+the change log re-read everything. ``shard`` (``mdq check --shard i/n``) keeps only the
+findings of the symbols whose hash falls in the shard, and resolves only those.
+
 Check families are dbt tags on the tests: ``gaps``, ``outliers``, ``staleness`` (see
 :data:`CHECK_FAMILY_TAGS`); a check that belongs to a family must carry its tag in YAML.
 """
@@ -35,7 +44,9 @@ from mdq.anomalies import (
 )
 from mdq.db import Database, connect
 from mdq.db import anomalies as anomalies_db
+from mdq.db import check_scope as scope_db
 from mdq.db.anomalies import StoredAnomaly
+from mdq.db.check_scope import CheckScope, Shard
 from mdq.exceptions import RecordBackwards
 
 logger = logging.getLogger(__name__)
@@ -46,6 +57,13 @@ CHECK_FAMILY_TAGS: dict[str, str] = {
     "check_outliers": "outliers",
     "check_staleness": "staleness",
 }
+
+#: The generic tests that read only an incremental run's scope (macro
+#: ``mdq_sessionized_candles`` with its look-back applied): their findings are resolved only
+#: inside what the run re-read. The other checks re-read their whole input every run.
+SCOPED_CHECKS = frozenset(
+    {"candle_gaps", "duplicate_candles", "misaligned_candles", "out_of_session_candles"}
+)
 
 #: At most this many failing rows are read per test; a test with more is not resolved by
 #: absence in that run (its unread findings would otherwise be wrongly closed).
@@ -76,6 +94,7 @@ class QualityReport:
         recorded: False for a what-if run: nothing above was written.
         findings: for a what-if run, every finding it reported (with its effective status;
             an ``anomaly_id`` of a finding new to the table is not stored anywhere).
+        scope: what the run re-read (:meth:`mdq.db.check_scope.CheckScope.describe`).
     """
 
     as_of: datetime | None
@@ -95,6 +114,7 @@ class QualityReport:
     acks_ended: int = 0
     recorded: bool = True
     findings: tuple[StoredAnomaly, ...] = ()
+    scope: str = "full"
 
     @property
     def verdict(self) -> Literal["ok", "anomalies", "broken"]:
@@ -106,6 +126,7 @@ class QualityReport:
     def summary(self) -> str:
         """One human line."""
         text = "" if self.recorded else "what-if, nothing recorded: "
+        text += f"[{self.scope}] "
         text += (
             f"{self.tests_run} checks ran ({self.tests_failed} reported findings); anomalies: "
             f"{self.inserted} new, {self.updated} seen again ({self.reopened} reopened), "
@@ -151,6 +172,8 @@ def run_quality_checks(
     wait_seconds: float = 0.0,
     dbt_vars: Mapping[str, Any] | None = None,
     symbols: Sequence[str] | None = None,
+    full: bool = False,
+    shard: Shard | None = None,
 ) -> QualityReport:
     """Run dbt, persist every warning/failing test as anomalies (live runs), and report.
 
@@ -176,6 +199,10 @@ def run_quality_checks(
             here.
         symbols: check only these symbols: the checks keep only their rows (dbt's verdict
             too), only their anomalies are recorded, resolved and counted; None: all.
+        full: re-read every candle (``mdq check --full``); otherwise a live run re-reads
+            only what changed since the last successful run (module docstring).
+        shard: check only this shard's symbols (``mdq check --shard i/n``): its findings are
+            recorded, resolved and counted, the other shards' are left alone.
 
     Returns:
         The report; ``verdict`` says ok / anomalies / broken.
@@ -197,26 +224,78 @@ def run_quality_checks(
     from mdq.db.locks import check_lock
 
     with check_lock(database, wait_seconds=wait_seconds):
-        result = build_checks(
-            database,
-            schema,
-            as_of=as_of,
-            select=select,
-            project_dir=project_dir,
-            use_prefect=use_prefect,
-            today=(as_of or seen_at).astimezone(UTC).date(),
-            dbt_vars=dbt_vars,
-            symbols=symbols,
+        scope = begin_scope(database, full=full or as_of is not None, shard=shard, symbols=symbols)
+        try:
+            result = build_checks(
+                database,
+                schema,
+                as_of=as_of,
+                select=select,
+                project_dir=project_dir,
+                use_prefect=use_prefect,
+                today=(as_of or seen_at).astimezone(UTC).date(),
+                dbt_vars=dbt_vars,
+                symbols=symbols,
+                scope=scope,
+            )
+            return persist_build_result(
+                database,
+                result,
+                full_run=select is None and symbols is None,
+                seen_at=seen_at,
+                as_of=as_of,
+                record=record,
+                symbols=symbols,
+                scope=scope,
+            )
+        finally:
+            end_scope(database, scope)
+
+
+def begin_scope(
+    database: Database,
+    *,
+    full: bool,
+    shard: Shard | None = None,
+    symbols: Sequence[str] | None = None,
+) -> CheckScope:
+    """Decide what a run re-reads and, for an incremental one, write its ``check_scopes``.
+
+    Call it under the check lock, before dbt reads anything; pair it with :func:`end_scope`.
+
+    Args:
+        database: the project's database.
+        full: re-read everything (``--full``, a run with ``as_of``).
+        shard: the shard the run checks (its scope holds only the shard's symbols).
+        symbols: the symbols the run checks (None: all).
+
+    Returns:
+        The scope: incremental when not ``full``, the change log is installed and a
+        successful run of the whole project (or of this shard) recorded where it read up to;
+        full otherwise, with the reason.
+    """
+    with connect(database, autocommit=True) as conn:
+        if not scope_db.change_log_ready(conn):
+            logger.warning("market_data has no change-log triggers: the check re-reads all")
+            return CheckScope("full", None, None, shard=shard, reason="no change log")
+        xmin = scope_db.current_xmin(conn)
+        if full:
+            return CheckScope("full", None, xmin, shard=shard)
+        since = scope_db.last_watermark(conn, shard)
+        if since is None:
+            return CheckScope("full", None, xmin, shard=shard, reason="no earlier run")
+        scope_id, series = scope_db.write_scope(
+            conn, since_xmin=since, shard=shard, symbols=symbols
         )
-        return persist_build_result(
-            database,
-            result,
-            full_run=select is None and symbols is None,
-            seen_at=seen_at,
-            as_of=as_of,
-            record=record,
-            symbols=symbols,
-        )
+    return CheckScope("incremental", scope_id, xmin, since, series, shard)
+
+
+def end_scope(database: Database, scope: CheckScope) -> None:
+    """Delete an incremental run's ``check_scopes`` rows (a no-op for a full run)."""
+    if scope.scope_id is None:
+        return
+    with connect(database, autocommit=True) as conn:
+        scope_db.drop_scope(conn, scope.scope_id)
 
 
 def build_checks(
@@ -230,6 +309,7 @@ def build_checks(
     use_prefect: bool | None = None,
     dbt_vars: Mapping[str, Any] | None = None,
     symbols: Sequence[str] | None = None,
+    scope: CheckScope | None = None,
 ) -> dbt.DbtBuildResult:
     """Refresh the trading sessions, then ``dbt build`` the checks (nothing is persisted).
 
@@ -243,6 +323,7 @@ def build_checks(
         use_prefect: force or forbid prefect-dbt.
         dbt_vars: dbt ``--vars`` (a change makes dbt re-parse the project).
         symbols: keep only these symbols' rows of the checks (None: all).
+        scope: what the run re-reads and its shard (:func:`begin_scope`; None: everything).
 
     Raises:
         DbtRunError: dbt could not run at all.
@@ -259,6 +340,8 @@ def build_checks(
         indirect_selection="empty" if select is not None else None,
         project_dir=project_dir,
         use_prefect=use_prefect,
+        scope_id=scope.scope_id if scope else None,
+        shard=scope.shard.label if scope and scope.shard else None,
     )
 
 
@@ -318,6 +401,7 @@ def persist_build_result(
     as_of: datetime | None = None,
     record: bool | None = None,
     symbols: Sequence[str] | None = None,
+    scope: CheckScope | None = None,
 ) -> QualityReport:
     """Read the failing rows of ``result``'s tests and persist them (see module docstring).
 
@@ -332,6 +416,10 @@ def persist_build_result(
         symbols: the run was restricted to these symbols: findings of other symbols are
             dropped (an analyst's test that ignores the restriction may report them) and only
             these symbols' anomalies are resolved and counted; None: all.
+        scope: what the run re-read (:func:`begin_scope`): an incremental run resolves the
+            calendar checks' findings only inside it, a shard only its own findings, and a
+            successful run of the whole project records where the next incremental run
+            starts; None: a full run of every shard.
 
     Raises:
         RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
@@ -346,6 +434,7 @@ def persist_build_result(
             as_of=as_of,
             record=record,
             symbols=symbols,
+            scope=scope,
         )
 
 
@@ -358,11 +447,12 @@ def persist_on(
     as_of: datetime | None,
     record: bool,
     symbols: Sequence[str] | None = None,
+    scope: CheckScope | None = None,
 ) -> QualityReport:
     """:func:`persist_build_result` on a connection whose transaction the caller owns (and
     rolls back for a what-if: ``record`` False only lists the findings in the report).
 
-    ``symbols``: as :func:`persist_build_result`.
+    ``symbols``, ``scope``: as :func:`persist_build_result`.
 
     Raises:
         RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
@@ -370,6 +460,7 @@ def persist_on(
     records: list[AnomalyRecord] = []
     complete: list[str] = []
     findings: list[StoredAnomaly] = []
+    shard = scope.shard if scope else None
     if record and as_of is not None:
         ensure_forward(conn, as_of)
     for test in result.tests:
@@ -382,7 +473,8 @@ def persist_on(
         records += [
             found
             for found in anomalies_from_rows(test, rows)
-            if symbols is None or found.symbol is None or found.symbol in symbols
+            if (symbols is None or found.symbol is None or found.symbol in symbols)
+            and (shard is None or shard.owns(found.symbol))
         ]
         if whole:
             complete.append(test.unique_id)
@@ -393,16 +485,32 @@ def persist_on(
         seen_at=seen_at,
         retire_unknown_except=[t.unique_id for t in result.tests] if full_run else None,
         symbols=symbols,
+        shard=shard,
+        scope_id=scope.scope_id if scope and scope.incremental else None,
+        scoped_test_ids=[t.unique_id for t in result.tests if t.test_name in SCOPED_CHECKS],
     )
     open_ = anomalies_db.open_counts(
-        conn, [t.unique_id for t in result.tests if t.ran], symbols=symbols
+        conn, [t.unique_id for t in result.tests if t.ran], symbols=symbols, shard=shard
     )
-    if record and any(t.ran for t in result.tests):  # a run that judged nothing moves nothing
-        anomalies_db.record_run(conn, seen_at=seen_at, as_of=as_of, full_run=full_run)
-    else:
-        findings = anomalies_db.list_anomalies(conn, "all", seen_at=seen_at)
     broken = [f"{n.resource_type} {n.name}: {n.message or n.status}" for n in result.failed_nodes]
     broken += [f"test {t.name}: {t.message or 'error'}" for t in result.errored_tests]
+    if record and any(t.ran for t in result.tests):  # a run that judged nothing moves nothing
+        # the next incremental run starts where a successful run of the whole project (or of
+        # a shard, for that shard) read the change log
+        starts_next = full_run and not broken and as_of is None
+        anomalies_db.record_run(
+            conn,
+            seen_at=seen_at,
+            as_of=as_of,
+            full_run=full_run,
+            changes_xmin=scope.changes_xmin if scope and starts_next else None,
+            scope=scope.mode if scope else "full",
+            shard=shard,
+        )
+        if starts_next and scope is not None and scope.changes_xmin is not None:
+            scope_db.prune_changes(conn)
+    else:
+        findings = anomalies_db.list_anomalies(conn, "all", seen_at=seen_at)
     return QualityReport(
         as_of=as_of,
         seen_at=seen_at,
@@ -421,6 +529,7 @@ def persist_on(
         acks_ended=counts.acks_ended,
         recorded=record,
         findings=tuple(findings),
+        scope=scope.describe() if scope else "full",
     )
 
 

@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from mdq.anomalies import AnomalyRecord
+from mdq.db.check_scope import Shard, shard_filter
 
 #: ``open`` (needs attention), ``acknowledged``, ``muted``, ``resolved``, or ``all``;
 #: ``active`` is open, acknowledged and muted together.
@@ -124,6 +125,9 @@ def persist_findings(
     seen_at: datetime,
     retire_unknown_except: Collection[str] | None = None,
     symbols: Collection[str] | None = None,
+    shard: Shard | None = None,
+    scope_id: str | None = None,
+    scoped_test_ids: Collection[str] = (),
 ) -> PersistCounts:
     """Upsert one run's findings and resolve what its tests no longer report, atomically.
 
@@ -138,6 +142,13 @@ def persist_findings(
             too. Anomalies without a dbt_unique_id (written by other producers) never are.
         symbols: a run restricted to these symbols (``mdq check --symbols``) resolves only
             their anomalies (None: any).
+        shard: a run of one shard (``mdq check --shard i/n``) resolves only the anomalies of
+            its symbols (:meth:`~mdq.db.check_scope.Shard.owns`): shards never resolve each
+            other's findings.
+        scope_id: an incremental run's ``check_scopes`` key; with it, the open anomalies of
+            ``scoped_test_ids`` are resolved only inside what the run re-read: their series
+            is in the scope and their ``ts_start`` is at or after its ``read_from``.
+        scoped_test_ids: the tests that read only the scope (the calendar checks).
 
     Returns:
         The counts.
@@ -229,7 +240,7 @@ def persist_findings(
         ).fetchone()
         inserted, updated, reopened = (int(x) for x in row) if row else (0, 0, 0)
         resolved = conn.execute(
-            """
+            sql.SQL("""
             update data_anomalies as a
             set status = 'resolved', resolved_at = %(seen)s
             where a.status = 'open'
@@ -245,10 +256,25 @@ def persist_findings(
                     select 1 from anomaly_stage as s where s.fingerprint = a.fingerprint
                 )
                 and (%(any_symbol)s or a.symbol = any(%(symbols)s))
-            """,
+                and {shard}
+                and (
+                    %(scope)s::text is null
+                    or not (a.dbt_unique_id = any(%(scoped)s))
+                    or exists (
+                        select 1
+                        from check_scopes as scopes
+                        where scopes.scope_id = %(scope)s
+                            and scopes.symbol = a.symbol
+                            and scopes.timeframe = a.timeframe
+                            and a.ts_start >= scopes.read_from
+                    )
+                )
+            """).format(shard=shard_filter(sql.Identifier("a", "symbol"), shard)),
             {
                 "any_symbol": symbols is None,
                 "symbols": list(symbols or ()),
+                "scope": scope_id,
+                "scoped": list(scoped_test_ids),
                 "seen": seen_at,
                 "done": list(completed_test_ids),
                 "retire": retire_unknown_except is not None,
@@ -265,6 +291,7 @@ def open_counts(
     conn: psycopg.Connection,
     test_ids: Collection[str] | None = None,
     symbols: Collection[str] | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, int]:
     """Open anomalies by severity, and how many are acknowledged or muted.
 
@@ -275,12 +302,13 @@ def open_counts(
         conn: an open connection.
         test_ids: only anomalies of these dbt tests (None: all).
         symbols: only anomalies of these symbols (None: all, also those without a symbol).
+        shard: only anomalies of this shard's symbols (None: all).
 
     Returns:
         ``{"error": e, "warn": w, "acknowledged": a, "muted": m}`` (every key always present).
     """
     rows = conn.execute(
-        """
+        sql.SQL("""
         select
             case when t.triage_status = 'open' then a.severity else t.triage_status end,
             count(*)
@@ -288,8 +316,9 @@ def open_counts(
         inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
         where a.status = 'open' and (%(all)s or a.dbt_unique_id = any(%(ids)s))
             and (%(any_symbol)s or a.symbol = any(%(symbols)s))
+            and {shard}
         group by 1
-        """,
+        """).format(shard=shard_filter(sql.Identifier("a", "symbol"), shard)),
         {
             "all": test_ids is None,
             "ids": list(test_ids or ()),
@@ -440,13 +469,34 @@ def candles_around(
 
 
 def record_run(
-    conn: psycopg.Connection, *, seen_at: datetime, as_of: datetime | None, full_run: bool
+    conn: psycopg.Connection,
+    *,
+    seen_at: datetime,
+    as_of: datetime | None,
+    full_run: bool,
+    changes_xmin: int | None = None,
+    scope: str = "full",
+    shard: Shard | None = None,
 ) -> None:
     """Note a recorded quality run in ``quality_runs`` (its ``as_of``: the given one, or
-    ``seen_at`` for a live run)."""
+    ``seen_at`` for a live run).
+
+    Args:
+        conn: an open connection.
+        seen_at: the run's time.
+        as_of: its reference time (None: live).
+        full_run: the whole project ran, for every symbol.
+        changes_xmin: the change-log position the next incremental run may start from
+            (:class:`mdq.db.check_scope.CheckScope`); None: this run is no starting point.
+        scope: ``full`` or ``incremental``.
+        shard: the shard it checked (None: every symbol).
+    """
     conn.execute(
-        "insert into quality_runs (seen_at, as_of, full_run) values (%s, %s, %s)",
-        (seen_at, as_of or seen_at, full_run),
+        """
+        insert into quality_runs (seen_at, as_of, full_run, changes_xmin, scope, shard)
+        values (%s, %s, %s, %s, %s, %s)
+        """,
+        (seen_at, as_of or seen_at, full_run, changes_xmin, scope, shard.label if shard else None),
     )
 
 

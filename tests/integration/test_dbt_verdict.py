@@ -223,6 +223,7 @@ def test_docs_describe_everything_and_draw_each_check_to_data_anomalies(vdb: Dat
             "model.mdq.stg_market__quarantined_candles",
             "model.mdq.stg_market__series_labels",
             "model.mdq.stg_market__trading_calendars",
+            "source.mdq.market.check_scopes",
         ]
     )
     assert manifest["parent_map"]["model.mdq.stg_market__data_anomalies"] == [

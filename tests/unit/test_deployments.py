@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mdq.deployments import AFTER_BACKFILL_TRIGGER, BACKFILL_CRON, HEALTH_CRON
+from mdq.deployments import AFTER_BACKFILL_TRIGGER, BACKFILL_CRON, FULL_CHECK_CRON, HEALTH_CRON
 
 PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
@@ -25,9 +25,13 @@ def configs() -> dict[str, dict]:
     return {d["name"]: d for d in deployments}
 
 
-def test_the_three_deployments_and_their_schedules(configs: dict[str, dict]) -> None:
-    assert set(configs) == {"daily", "after-backfill", "every-6h"}
+def test_the_four_deployments_and_their_schedules(configs: dict[str, dict]) -> None:
+    assert set(configs) == {"daily", "after-backfill", "full-weekly", "every-6h"}
     daily, health = configs["daily"], configs["every-6h"]
+    weekly = configs["full-weekly"]
+    assert weekly["schedules"] == [{"cron": FULL_CHECK_CRON, "timezone": "UTC"}]
+    assert weekly["parameters"] == {"full": True}
+    assert weekly["entrypoint"] == configs["after-backfill"]["entrypoint"]
     assert daily["schedules"] == [{"cron": BACKFILL_CRON, "timezone": "UTC"}]
     assert daily["concurrency_limit"] == 1
     assert health["schedules"] == [{"cron": HEALTH_CRON, "timezone": "UTC"}]
@@ -44,7 +48,7 @@ def test_the_quality_trigger_is_valid_and_matches_serve(configs: dict[str, dict]
     assert set(trigger.expect) == {"prefect.flow-run.Completed", "prefect.flow-run.Failed"}
 
 
-@pytest.mark.parametrize("name", ["after-backfill", "every-6h", "daily"])
+@pytest.mark.parametrize("name", ["after-backfill", "full-weekly", "every-6h", "daily"])
 def test_entrypoints_load(configs: dict[str, dict], name: str) -> None:
     from prefect.flows import load_flow_from_entrypoint
 
@@ -53,12 +57,14 @@ def test_entrypoints_load(configs: dict[str, dict], name: str) -> None:
         pytest.importorskip("flows.backfill", reason="the backfill flow lands with issue 3")
     path, func = entrypoint.split(":")
     loaded = load_flow_from_entrypoint(str(PREFECT_YAML.parent / path) + ":" + func)
-    assert loaded.name == {"daily": "backfill", "after-backfill": "quality-checks"}.get(
-        name, "health"
-    )
+    assert loaded.name == {
+        "daily": "backfill",
+        "after-backfill": "quality-checks",
+        "full-weekly": "quality-checks",
+    }.get(name, "health")
 
 
-def test_mdq_serve_builds_the_same_three_deployments(configs: dict[str, dict]) -> None:
+def test_mdq_serve_builds_the_same_four_deployments(configs: dict[str, dict]) -> None:
     pytest.importorskip("flows.backfill", reason="the backfill flow lands with issue 3")
     from mdq.deployments import build_deployments
 
@@ -66,6 +72,8 @@ def test_mdq_serve_builds_the_same_three_deployments(configs: dict[str, dict]) -
     assert set(built) == set(configs)
     assert [s.schedule.cron for s in built["daily"].schedules] == [BACKFILL_CRON]
     assert [s.schedule.cron for s in built["every-6h"].schedules] == [HEALTH_CRON]
+    assert [s.schedule.cron for s in built["full-weekly"].schedules] == [FULL_CHECK_CRON]
+    assert built["full-weekly"].parameters == {"full": True}
     assert built["daily"].concurrency_limit == 1
     (trigger,) = built["after-backfill"].triggers
     assert set(trigger.expect) == set(AFTER_BACKFILL_TRIGGER["expect"])

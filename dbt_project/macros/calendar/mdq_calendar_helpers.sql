@@ -113,7 +113,8 @@
     ts_column='ts',
     calendar_column=none,
     value_columns=[],
-    apply_lookback=true
+    apply_lookback=true,
+    apply_scope=true
 ) %}
     {#-
         CTE text (no leading `with`, no trailing comma) ending in
@@ -150,9 +151,19 @@
                 `calendar_by_asset_class`.
             value_columns: more columns of `model` to carry along (e.g. open,
                 volume).
-            apply_lookback: honour var `check_lookback_days` (staleness passes
-                false: a feed dead for longer than the look-back must still be
-                reported).
+            apply_lookback: honour var `check_lookback_days` and an incremental
+                run's scope (staleness passes false: a feed dead for longer than
+                the look-back must still be reported).
+
+        Incremental runs (`mdq check` without --full; macro mdq_check_scope_id):
+        with apply_lookback, only the rows of the series listed in source
+        market.check_scopes under the run's scope_id are read, from their
+        read_from on (the third candle before the first one written since the
+        last successful run: the context of a gap between the last old candle
+        and the first new one). mdq resolves these checks' findings only inside
+        that range (mdq.quality.SCOPED_CHECKS). apply_scope=false leaves the
+        scope out (and the dependency on the source: the model
+        int_candles_sessionized, whose unit tests mock every input).
     -#}
     {%- set lookback = var('check_lookback_days', none) -%}
     {%- if lookback is not none and lookback is not number -%}
@@ -161,6 +172,9 @@
             ~ lookback) }}
     {%- endif -%}
     {%- set timeframes = mdq_calendar_timeframes() -%}
+    {#- called at parse time too, so that dbt records the dependency -#}
+    {%- set scope_relation = source('market', 'check_scopes') if apply_scope else none -%}
+    {%- set scope_id = mdq_check_scope_id() if apply_lookback and apply_scope else none -%}
 
     mdq_candles_source as (
         select
@@ -177,11 +191,22 @@
             {{ column }},
             {%- endfor %}
             {{ mdq_as_of() }} as as_of
-        from {{ model }}
+        from {{ model }} as mdq_rows
         where {{ ts_column }} < {{ mdq_as_of() }}
         {%- if lookback is not none and apply_lookback %}
             and {{ ts_column }}
             >= {{ mdq_as_of() }} - make_interval(days => {{ lookback }})
+        {%- endif %}
+        {%- if scope_id %}
+            -- incremental run: only the re-read range of the changed series
+            and exists (
+                select 1
+                from {{ scope_relation }} as mdq_scope
+                where mdq_scope.scope_id = '{{ scope_id }}'
+                    and mdq_scope.symbol = mdq_rows.{{ symbol_column }}::text
+                    and mdq_scope.timeframe = mdq_rows.{{ timeframe_column }}::text
+                    and mdq_rows.{{ ts_column }} >= mdq_scope.read_from
+            )
         {%- endif %}
     ),
 

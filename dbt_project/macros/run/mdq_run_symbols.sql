@@ -27,9 +27,9 @@
 
         Unchanged (dbt's get_limit_sql) except for the project's checks (tests
         whose config has meta.mdq_check: true) in a run restricted to some
-        symbols (mdq_run_symbols): their rows are then kept only for those
-        symbols, so the stored failures and dbt's verdict (error_if) concern
-        the chosen series. The checks still read every series, so context
+        symbols (mdq_run_symbols) or to one shard (mdq_run_shard): their rows
+        are then kept only for those symbols, so the stored failures and dbt's
+        verdict (error_if) concern the chosen series. The checks still read every series, so context
         across symbols (a venue outage seen in another symbol) is the same as
         in a full run.
 
@@ -42,18 +42,93 @@
     -#}
     {%- set limited = adapter.dispatch('get_limit_sql', 'dbt')(sql, limit) -%}
     {%- set symbols = mdq_run_symbols() -%}
+    {%- set shard = mdq_run_shard() -%}
     {%- set meta = config.get('meta') or {} -%}
-    {%- if symbols and model.resource_type == 'test' and meta.get('mdq_check') -%}
+    {%- if (symbols or shard) and model.resource_type == 'test' and meta.get('mdq_check') -%}
 select *
 from (
 {{ limited }}
 ) as mdq_check_rows
-where symbol in (
-    {%- for symbol in symbols -%}
-        {{ mdq_literal(symbol) }}{% if not loop.last %}, {% endif %}
-    {%- endfor -%}
-)
+where true
+    {%- if symbols %}
+    and symbol in (
+        {%- for symbol in symbols -%}
+            {{ mdq_literal(symbol) }}{% if not loop.last %}, {% endif %}
+        {%- endfor -%}
+    )
+    {%- endif %}
+    {%- if shard %}
+    -- shard {{ shard[0] }}/{{ shard[1] }}; rows without a symbol belong to the first shard
+    and case
+        when symbol is null then {{ 'true' if shard[0] == 1 else 'false' }}
+        else {{ mdq_shard_number('symbol', shard[1]) }} = {{ shard[0] - 1 }}
+    end
+    {%- endif %}
     {%- else -%}
 {{ limited }}
     {%- endif -%}
 {% endmacro %}
+
+
+{% macro mdq_check_scope_id() %}
+    {#-
+        The key of an incremental run's rows in source market.check_scopes
+        (`mdq check` without --full): the environment variable MDQ_CHECK_SCOPE,
+        read only while executing (never while parsing: see mdq_as_of_text).
+
+        Returns:
+            the key (hex text), or none: the checks read every candle.
+
+        Raises:
+            compiler error: a key that is not 1-64 hex digits.
+    -#}
+    {%- set value = env_var('MDQ_CHECK_SCOPE', '') if execute else '' -%}
+    {%- if value and not modules.re.match('^[0-9a-f]{1,64}$', value) -%}
+        {{ exceptions.raise_compiler_error(
+            "mdq: MDQ_CHECK_SCOPE must be hex digits, got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{- return(value or none) -}}
+{% endmacro %}
+
+
+{% macro mdq_run_shard() %}
+    {#-
+        The shard of this run (`mdq check --shard i/n`): the environment
+        variable MDQ_SHARD, read only while executing.
+
+        Returns:
+            [i, n] (integers, 1 <= i <= n), or none: every symbol.
+
+        Raises:
+            compiler error: a value not shaped 'i/n' with 1 <= i <= n.
+    -#}
+    {%- set value = env_var('MDQ_SHARD', '') if execute else '' -%}
+    {%- if not value -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set match = modules.re.match('^([0-9]+)/([0-9]+)$', value) -%}
+    {%- if not match or (match.group(1) | int) < 1
+            or (match.group(1) | int) > (match.group(2) | int) -%}
+        {{ exceptions.raise_compiler_error(
+            "mdq: MDQ_SHARD must be i/n with 1 <= i <= n, got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{- return([match.group(1) | int, match.group(2) | int]) -}}
+{% endmacro %}
+
+
+{% macro mdq_shard_number(symbol, shard_count) %}
+    {#-
+        The 0-based shard of a symbol among `shard_count`: the first 32 bits of
+        md5(symbol) modulo the count (mdq.db.check_scope.shard_of computes the
+        same in Python; md5 is stable across PostgreSQL versions and Citus
+        workers, hashtext is not guaranteed to be).
+
+        Args:
+            symbol: SQL text expression.
+            shard_count: integer >= 1.
+
+        Returns:
+            a bigint SQL expression.
+    -#}
+    mod(('x' || left(md5({{ symbol }}), 8))::bit(32)::bigint, {{ shard_count | int }})
+{%- endmacro %}

@@ -17,6 +17,8 @@
 -- depends_on: {{ ref('int_candle_splits_matched') }}
 -- depends_on: {{ ref('stg_market__quarantined_candles') }}
 -- depends_on: {{ ref('stg_market__backfill_runs') }}
+-- the scope an incremental run re-reads (read by the calendar checks)
+-- depends_on: {{ source('market', 'check_scopes') }}
 {{ config(materialized='view') }}
 
 with

@@ -3,7 +3,7 @@
 -- session_date exchange-local
 with
 
-{{ mdq_sessionized_candles(ref('stg_market__candles')) }},
+{{ mdq_sessionized_candles(ref('stg_market__candles'), apply_scope=false) }},
 
 final as (
     select
