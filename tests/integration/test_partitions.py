@@ -386,3 +386,16 @@ def test_dedupe_on_a_team_partitioned_table_removes_only_the_duplicate(
         apply_migrations(conn)
         assert partition_names(conn) == ["md_2024", "md_2025"]
         assert conn.execute("select count(*) from market_data").fetchone() == (3,)
+
+
+def test_two_loaders_asking_for_one_new_month_neither_fails_and_one_partition_is_made(
+    part_database: Database, pconn: psycopg.Connection
+) -> None:
+    with connect(part_database) as first:
+        # the first loader has created the month's partition but not committed yet
+        assert [c.action for c in ensure_partitions(first, [utc(2044, 5, 3)])] == ["created"]
+        # the second waits at most the function's lock_timeout, then goes on without it
+        assert [c.action for c in ensure_partitions(pconn, [utc(2044, 5, 20)])] == ["deferred"]
+        first.commit()
+    assert ensure_partitions(pconn, [utc(2044, 5, 20)]) == []
+    assert partition_names(pconn).count("market_data_p2044_05") == 1
