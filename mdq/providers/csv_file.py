@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mdq.exceptions import ProviderConfigError, ProviderError, UnsupportedTimeframe
@@ -246,13 +247,24 @@ def _quote(value: object) -> str:
 def _per_value(values: pd.Series, fn: Any) -> pd.Series:
     """``values.map(fn)`` computed once per distinct value (a file holds few symbols and
     timeframes but millions of rows)."""
-    uniques = pd.unique(values.to_numpy(dtype=object))
-    looked_up = {u: fn(u) for u in uniques}
-    return (
-        pd.Series([looked_up[v] for v in uniques], index=uniques, dtype=object)
-        .reindex(values.to_numpy(dtype=object))
-        .set_axis(values.index)
-    )
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    looked_up = np.array([fn(u) for u in uniques] + [None], dtype=object)
+    looked_up = looked_up[:-1] if len(uniques) else looked_up[:0]
+    return pd.Series(looked_up[codes] if len(codes) else [], index=values.index, dtype=object)
+
+
+def _to_float(text: pd.Series) -> pd.Series:
+    """Text to float64 like ``pd.to_numeric(errors="coerce")``; a column whose every value
+    parses goes through pyarrow's vectorised cast, any other through pandas (which marks the
+    values it cannot parse)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        values = pc.cast(pa.array(text), pa.float64())
+        return pd.Series(values.to_numpy(zero_copy_only=False), index=text.index)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
+        return pd.to_numeric(text, errors="coerce")
 
 
 def series_keys(symbols: pd.Series, timeframes: pd.Series) -> pd.Series:
@@ -315,6 +327,8 @@ class CsvFileProvider:
         try:
             if self.path.name.endswith(".parquet"):
                 frame = pd.read_parquet(self.path)
+            elif (fast := self._read_arrow()) is not None:
+                frame = fast
             else:
                 frame = pd.read_csv(
                     self.path,
@@ -343,6 +357,40 @@ class CsvFileProvider:
         # 1-based line numbers: banner lines, then the header, then the records
         frame.index = pd.RangeIndex(len(frame)) + self.mapping.skip_rows + 2
         return frame
+
+    def _read_arrow(self) -> pd.DataFrame | None:
+        """The file read by pyarrow's multithreaded CSV reader, every cell as text, exactly as
+        the pandas read below would give it; None (the pandas read decides) when the file is
+        anything but a plain rectangle of UTF-8 text with distinct column names: a ragged
+        row, invalid UTF-8, a duplicate header."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        try:
+            names = pacsv.open_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(skip_rows=self.mapping.skip_rows),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            ).schema.names
+            if len(set(names)) != len(names) or any(not n.strip() for n in names):
+                return None
+            table = pacsv.read_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(
+                    skip_rows=self.mapping.skip_rows, block_size=1 << 24
+                ),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names},
+                    strings_can_be_null=False,
+                    null_values=[],
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowException, OSError, ValueError):
+            return None
+        text = pd.StringDtype("pyarrow", na_value=np.nan)
+        return table.to_pandas(types_mapper=lambda t: text if t == pa.string() else None)
 
     def _parse_ts(self, text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
         """Parse timestamps to UTC.
@@ -492,7 +540,11 @@ class CsvFileProvider:
                 why[:] = f"{col}: a {source.dtype} column, not numbers"
                 numbers = pd.Series(float("nan"), index=raw.index)
             else:
-                numbers = pd.to_numeric(source, errors="coerce")
+                numbers = (
+                    pd.to_numeric(source, errors="coerce")
+                    if pd.api.types.is_numeric_dtype(source)
+                    else _to_float(source.astype(str).str.strip())
+                )
                 if not pd.api.types.is_numeric_dtype(source):
                     text = source.astype(str).str.strip()
                     literal_nan = text.str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
