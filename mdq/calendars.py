@@ -135,6 +135,24 @@ def calendar_info(calendar: str) -> CalendarInfo:
     return CalendarInfo(calendar, tz, 0, f"exchange_calendars {_library_version()}")
 
 
+def calendar_version(calendar: str) -> str:
+    """The ``calendar_version`` a refresh of ``calendar`` writes, without building the calendar.
+
+    Cheap (package metadata only: exchange_calendars is not imported), so a check can tell
+    whether its stored sessions are current (:func:`mdq.db.calendars.ensure_sessions`).
+
+    Args:
+        calendar: ``24/7``, ``FX`` or an exchange_calendars code.
+
+    Returns:
+        ``mdq <version>`` for 24/7 and FX, ``exchange_calendars <version>`` otherwise (the code
+        itself is not validated here; :func:`calendar_info` does that).
+    """
+    if calendar in (CALENDAR_24_7, CALENDAR_FX):
+        return f"mdq {_mdq_version()}"
+    return f"exchange_calendars {_library_version()}"
+
+
 def _library_version() -> str:
     return importlib.metadata.version("exchange_calendars")
 

@@ -374,10 +374,11 @@ def ensure_forward(conn: Any, as_of: datetime) -> None:
 
 
 def refresh_sessions(database: Database, *, today: date) -> None:
-    """Refresh ``trading_sessions`` for every calendar in use, covering the data's range.
+    """Make ``trading_sessions`` cover every calendar in use over the data's range and today.
 
     The gap and staleness checks only expect candles inside refreshed sessions, so this runs
-    before every dbt build. Idempotent: an unchanged calendar rewrites no row.
+    before every dbt build. Only what is missing is written
+    (:func:`mdq.db.calendars.ensure_sessions`): a repeat check builds no calendar.
 
     Args:
         database: the project's database.
@@ -386,10 +387,10 @@ def refresh_sessions(database: Database, *, today: date) -> None:
     Raises:
         UnknownCalendar: an instrument names a calendar the project cannot build.
     """
-    from mdq.db.calendars import refresh_calendars
+    from mdq.db.calendars import ensure_sessions
 
     with connect(database, autocommit=True) as conn:
-        refresh_calendars(conn, today=today)
+        ensure_sessions(conn, today=today)
 
 
 def persist_build_result(

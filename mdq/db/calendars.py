@@ -155,32 +155,65 @@ def write_sessions(
         deleted = cur.rowcount
         cur.execute(
             """
+            with merged as (
+                -- the range written now, joined to the one already covered when that was
+                -- written by the same version and touches it (else only this range counts)
+                select
+                    case when touching then least(old_from, %(start)s) else %(start)s end
+                        as covered_from,
+                    case when touching then greatest(old_until, %(end)s) else %(end)s end
+                        as covered_until
+                from (
+                    select
+                        max(c.covered_from) as old_from,
+                        max(c.covered_until) as old_until,
+                        coalesce(
+                            bool_or(
+                                c.calendar_version = %(version)s
+                                and c.covered_from <= %(end)s
+                                and c.covered_until >= %(start)s
+                            ),
+                            false
+                        ) as touching
+                    from trading_calendars as c
+                    where c.calendar = %(calendar)s
+                ) as previous
+            )
             insert into trading_calendars as c (
                 calendar, timezone, day_rollover_hours, calendar_version,
-                first_session_date, last_session_date, refreshed_at
+                first_session_date, last_session_date, covered_from, covered_until,
+                refreshed_at
             )
             select %(calendar)s, %(timezone)s, %(rollover)s, %(version)s,
-                min(session_date), max(session_date), now()
-            from trading_sessions
-            where calendar = %(calendar)s
+                min(s.session_date), max(s.session_date),
+                min(merged.covered_from), min(merged.covered_until), now()
+            from trading_sessions as s
+            cross join merged
+            where s.calendar = %(calendar)s
             on conflict (calendar) do update
             set timezone = excluded.timezone,
                 day_rollover_hours = excluded.day_rollover_hours,
                 calendar_version = excluded.calendar_version,
                 first_session_date = excluded.first_session_date,
                 last_session_date = excluded.last_session_date,
+                covered_from = excluded.covered_from,
+                covered_until = excluded.covered_until,
                 refreshed_at = excluded.refreshed_at
             where (c.timezone, c.day_rollover_hours, c.calendar_version,
-                    c.first_session_date, c.last_session_date)
+                    c.first_session_date, c.last_session_date, c.covered_from,
+                    c.covered_until)
                 is distinct from (excluded.timezone, excluded.day_rollover_hours,
                     excluded.calendar_version, excluded.first_session_date,
-                    excluded.last_session_date)
+                    excluded.last_session_date, excluded.covered_from,
+                    excluded.covered_until)
             """,
             {
                 "calendar": info.calendar,
                 "timezone": info.timezone,
                 "rollover": info.day_rollover_hours,
                 "version": info.calendar_version,
+                "start": start,
+                "end": end,
             },
         )
     return RefreshResult(info.calendar, start, end, len(sessions), written, deleted)
@@ -233,4 +266,80 @@ def refresh_calendars(
     with conn.transaction():
         conn.execute("analyze trading_sessions")
         conn.execute("analyze trading_calendars")
+    return results
+
+
+def ensure_sessions(
+    conn: psycopg.Connection,
+    *,
+    today: date,
+    margin_days: int = 14,
+) -> list[RefreshResult]:
+    """Make ``trading_sessions`` cover what a check needs, writing only what is missing.
+
+    What a check needs, per calendar in use (:func:`calendars_in_use`): the session dates from
+    the first candle's date minus one day to the later of the last candle's date and ``today``,
+    plus one day. A calendar whose stored range (``trading_calendars.covered_from`` /
+    ``covered_until``, migration 140) already holds that, written by the current library
+    version (:func:`mdq.calendars.calendar_version`), is left alone: no calendar is built, no
+    row written (the common case of a repeat check; building 27 years of XNYS sessions cost
+    ~3 s). Otherwise the missing part of :func:`mdq.calendars.refresh_range` (the same range
+    with ``margin_days`` on both sides) is refreshed: only the new dates before or after the
+    covered range when the version is current, all of it when it is not (a new library
+    version, a calendar never refreshed, or one refreshed before migration 140).
+
+    ``mdq calendars refresh`` (:func:`refresh_calendars`) always rewrites its whole range.
+
+    Args:
+        conn: an open connection (autocommit or not: each calendar commits on its own).
+        today: the current UTC date.
+        margin_days: the margin of a refresh (>= 1), as :func:`refresh_calendars`.
+
+    Returns:
+        One result per refreshed piece (empty when everything was covered).
+
+    Raises:
+        UnknownCalendar: a calendar in use is not supported (nothing of it is written).
+    """
+    from mdq.calendars import build_sessions, calendar_info, calendar_version, refresh_range
+
+    codes = calendars_in_use(conn)
+    if not codes:
+        return []
+    first, last = data_range(conn)
+    need_start, need_end = refresh_range(first, last, today, margin_days=1)
+    start, end = refresh_range(first, last, today, margin_days=margin_days)
+    stored = {
+        str(code): (version, covered_from, covered_until)
+        for code, version, covered_from, covered_until in conn.execute(
+            "select calendar, calendar_version, covered_from, covered_until"
+            " from trading_calendars where calendar = any(%s)",
+            (codes,),
+        )
+    }
+    results: list[RefreshResult] = []
+    for code in codes:
+        version, covered_from, covered_until = stored.get(code, (None, None, None))
+        current = (
+            version == calendar_version(code)
+            and covered_from is not None
+            and covered_until is not None
+        )
+        if current and covered_from <= need_start and covered_until >= need_end:
+            continue
+        if current and covered_from <= end and covered_until >= start:
+            pieces = [(start, covered_from), (covered_until, end)]
+        else:
+            pieces = [(start, end)]
+        info = calendar_info(code)
+        for piece_start, piece_end in pieces:
+            if piece_start >= piece_end:
+                continue
+            sessions = build_sessions(code, piece_start, piece_end)
+            with conn.transaction():
+                results.append(write_sessions(conn, info, sessions, piece_start, piece_end))
+    if results:
+        with conn.transaction():
+            conn.execute("analyze trading_sessions")
+            conn.execute("analyze trading_calendars")
     return results

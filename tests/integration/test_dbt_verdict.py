@@ -141,7 +141,7 @@ def test_only_warn_rows_make_dbt_build_warn_and_exit_0(vdb: Database) -> None:
     # the plain build still runs the dbt unit tests (mdq's own runs leave them out)
     manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
     unit = [r for r in results.values() if r["unique_id"].startswith("unit_test.")]
-    assert len(unit) == len(manifest["unit_tests"]) == 7
+    assert len(unit) == len(manifest["unit_tests"]) == 8
     assert {r["status"] for r in unit} == {"pass"}
 
 

@@ -1,4 +1,13 @@
-{{ config(materialized="table", post_hook="analyze {{ this }}") }}
+{{
+    config(
+        materialized="incremental",
+        incremental_strategy="delete+insert",
+        unique_key=["calendar", "timeframe", "grid", "session_date"],
+        indexes=[{"columns": ["calendar", "timeframe", "grid", "session_date"], "unique": true}],
+        pre_hook="{{ mdq_trim_enumerated_sessions(['clock']) }}",
+        post_hook="{{ mdq_analyze_if_unanalyzed() }}",
+    )
+}}
 
 -- grain: one row per calendar, intraday timeframe, session_date on the clock
 -- grid; instants UTC. A stub slot from the open to the next multiple of the

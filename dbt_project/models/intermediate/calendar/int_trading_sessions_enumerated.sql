@@ -1,4 +1,13 @@
-{{ config(materialized="table", post_hook="analyze {{ this }}") }}
+{{
+    config(
+        materialized="incremental",
+        incremental_strategy="delete+insert",
+        unique_key=["calendar", "timeframe", "grid", "session_date"],
+        indexes=[{"columns": ["calendar", "timeframe", "grid", "session_date"], "unique": true}],
+        pre_hook="{{ mdq_trim_enumerated_sessions(['session']) }}",
+        post_hook="{{ mdq_analyze_if_unanalyzed() }}",
+    )
+}}
 
 -- grain: one row per calendar, timeframe, session_date (grid 'session');
 -- instants UTC. Gives every expected candle slot an ordinal: bars_before is the
