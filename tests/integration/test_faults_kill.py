@@ -173,10 +173,11 @@ def test_dedupe_apply_killed_mid_statement_releases_the_lock_and_loses_no_row(
 
 # -- backfill ------------------------------------------------------------------------------------
 
-#: 5 days of one 1m series, 100 candles per transaction: ~72 commits, time to kill one mid-way.
+#: 3 days of one 1m series, 100 candles per transaction: 44 commits (the window crosses a month,
+#: so two partitions), time to kill it after 10 of them.
 BACKFILL = ["backfill", "--provider", "synthetic", "--symbols", "KILL1", "--timeframe", "1m",
-            "--start", "2024-02-05", "--end", "2024-02-10", "--no-prefect"]  # fmt: skip
-CANDLES = 5 * 24 * 60
+            "--start", "2024-02-28", "--end", "2024-03-02", "--no-prefect"]  # fmt: skip
+CANDLES = 3 * 24 * 60
 SETTINGS = {"MDQ_BACKFILL_CHUNK_ROWS": "100", "MDQ_BACKFILL_LEASE_SECONDS": "2"}
 #: Write times: now() of whichever run wrote the row, so they differ between any two loads.
 WRITE_TIMES = ("ingested_at", "updated_at")
