@@ -29,6 +29,10 @@ two tables, every figure from this one run (fastest of 7 executions after one wa
    - *last candle, default detached*: the unbounded look-up with ``market_data_default``
      detached (rolled back): without a default partition PostgreSQL scans the partitions in
      order (ordered Append) and stops at the newest one holding the series.
+   - *scoped re-read (as built)*: an incremental check's read of the changed series from their
+     ``read_from`` (``check_scopes``, migration 130: an ``exists`` per series), one day appended
+     to every live series; *+ min bound*: the same with ``ts >= (select min(read_from) ...)``
+     added, which lets the partitions before the oldest ``read_from`` be pruned at run time.
    - *one series, last 7 days*: a per-series range read (the report's series page).
 2. **Indexes.** Each index of market_data, its size, the query above that uses it, and that
    query's time with the index and without it (dropped inside a transaction that is rolled
@@ -46,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,6 +132,17 @@ def generate(database: Database, candles: int, symbols: int) -> tuple[int, datet
             group by symbol, timeframe
             """
         )
+        # an incremental run's scope (migration 130): one day appended to every live series,
+        # re-read from 3 candles before it
+        conn.execute(
+            """
+            insert into check_scopes (scope_id, symbol, timeframe, read_from)
+            select 'bench', symbol, timeframe, watermark_at - interval '1 day 3 hours'
+            from backfill_watermarks
+            where watermark_at >= %(end)s::timestamptz - interval '1 day'
+            """,
+            {"end": end},
+        )
         conn.execute(
             """
             create table market_data_flat as select * from market_data;
@@ -135,7 +151,7 @@ def generate(database: Database, candles: int, symbols: int) -> tuple[int, datet
             create index idx_market_data_flat_ts on market_data_flat (ts);
             """
         )
-        for table in ("market_data", "market_data_flat", "backfill_watermarks"):
+        for table in ("market_data", "market_data_flat", "backfill_watermarks", "check_scopes"):
             conn.execute(sql.SQL("analyze {}").format(sql.Identifier(table)))
         row = conn.execute("select count(*) from market_data").fetchone()
     return (int(row[0]) if row else 0), end
@@ -171,6 +187,15 @@ def explain(conn: psycopg.Connection, query: sql.Composable, repeat: int = 7) ->
     planned = sum(1 for k in scanned if not k.startswith("kind:"))
     kinds = tuple(sorted(k[5:] for k in scanned if k.startswith("kind:")))
     return Run(min(times), executed, planned, kinds)
+
+
+def _short(scans: tuple[str, ...]) -> str:
+    """Plan nodes with partition names folded: 'Index Scan market_data_p*_ts_idx x14'."""
+    folded: dict[str, int] = {}
+    for scan in scans:
+        key = re.sub(r"market_data_(p\d{4}_\d{2}|default)", "market_data_*", scan)
+        folded[key] = folded.get(key, 0) + 1
+    return "; ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(folded.items()))
 
 
 def queries(as_of: datetime, table: str) -> dict[str, sql.Composable]:
@@ -257,6 +282,33 @@ def queries(as_of: datetime, table: str) -> dict[str, sql.Composable]:
             where l.last_ts is not null
             """
         ).format(t=t, at=at),
+        "scoped re-read (as built)": sql.SQL(
+            """
+            select count(*)
+            from {t} as r
+            where r.ts < {at}::timestamptz
+                and exists (
+                    select 1 from check_scopes as s
+                    where s.scope_id = 'bench' and s.symbol = r.symbol
+                        and s.timeframe = r.timeframe and r.ts >= s.read_from
+                )
+            """
+        ).format(t=t, at=at),
+        "scoped re-read + min bound": sql.SQL(
+            """
+            select count(*)
+            from {t} as r
+            where r.ts < {at}::timestamptz
+                and r.ts >= (
+                    select min(s.read_from) from check_scopes as s where s.scope_id = 'bench'
+                )
+                and exists (
+                    select 1 from check_scopes as s
+                    where s.scope_id = 'bench' and s.symbol = r.symbol
+                        and s.timeframe = r.timeframe and r.ts >= s.read_from
+                )
+            """
+        ).format(t=t, at=at),
         "one series, last 7 days": sql.SQL(
             """
             select count(*), avg(close)
@@ -315,6 +367,8 @@ def main() -> None:
             print("1. pruning (EXPLAIN ANALYZE, fastest of 7)")
             print(header)
             runs: dict[str, Run] = {}
+            flat_runs: dict[str, Run] = {}
+            off_runs: dict[str, Run] = {}
             for name, query in partitioned.items():
                 on = explain(conn, query)
                 runs[name] = on
@@ -322,6 +376,8 @@ def main() -> None:
                 off = explain(conn, query)
                 conn.execute("reset enable_partition_pruning")
                 flat_run = explain(conn, flat[name])
+                flat_runs[name] = flat_run
+                off_runs[name] = off
                 if name == "last candle per series":
                     flat_last = flat_run
                 print(
@@ -340,7 +396,9 @@ def main() -> None:
             )
             print("\n   plan nodes on market_data (pruned run):")
             for name, run in runs.items():
-                print(f"   {name:<32} {'; '.join(run.scans)}")
+                print(f"   {name:<32} {_short(run.scans)}")
+                print(f"   {'  pruning off':<32} {_short(off_runs[name].scans)}")
+                print(f"   {'  flat':<32} {_short(flat_runs[name].scans)}")
 
             print("\n2. indexes of market_data (the query each serves, with and without it)")
             print(
@@ -373,7 +431,7 @@ def main() -> None:
                     print(
                         f"{index:<38} {size / 1e6:>8.1f} {query_name:<28} {with_it.ms:>8.1f}"
                         f" {without.ms:>11.1f} {without.ms / with_it.ms:>13.2f}"
-                        f"  {'; '.join(sorted(set(without.scans)))}"
+                        f"  {_short(without.scans)}"
                     )
             print(
                 "\n   market_data_symbol_timeframe_ts_key is also the arbiter of the backfill's"

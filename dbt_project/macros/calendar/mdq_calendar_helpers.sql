@@ -198,7 +198,15 @@
             >= {{ mdq_as_of() }} - make_interval(days => {{ lookback }})
         {%- endif %}
         {%- if scope_id %}
-            -- incremental run: only the re-read range of the changed series
+            -- incremental run: only the re-read range of the changed series; the
+            -- overall lower bound is implied by the exists below and lets PostgreSQL
+            -- skip the older monthly partitions of market_data at run time (migration
+            -- 110; bench/bench_partitions.py "scoped re-read")
+            and {{ ts_column }} >= (
+                select min(mdq_scope_bound.read_from)
+                from {{ scope_relation }} as mdq_scope_bound
+                where mdq_scope_bound.scope_id = '{{ scope_id }}'
+            )
             and exists (
                 select 1
                 from {{ scope_relation }} as mdq_scope
