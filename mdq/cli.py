@@ -528,7 +528,7 @@ def backfill_command(
             f"inserted {r.inserted}, updated {r.updated}, unchanged {r.unchanged}, "
             f"quarantined {r.quarantined}, duplicates {r.duplicates}"
             + (f", outside the window {r.outside_window}" if r.outside_window else "")
-            + (f" ({_first_line(r.error)})" if r.error else ""),
+            + (f" ({_one_line(r.error)})" if r.error else ""),
             highlight=False,
         )
     for line in accounting:
@@ -549,18 +549,13 @@ def backfill_command(
         first = outages[0]
         err_console.print(
             f"error: {len(outages)} series failed on an outage (database, disk or network), "
-            f"first {first.symbol}/{first.timeframe}: {_first_line(first.error)}; "
+            f"first {first.symbol}/{first.timeframe}: {_one_line(first.error or '')}; "
             "what was written is kept, a rerun loads the rest",
             highlight=False,
         )
         raise typer.Exit(EXIT_COULD_NOT_RUN)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
-
-
-def _first_line(text: str | None) -> str:
-    """The first line of an error (PostgreSQL adds HINT and CONTEXT lines)."""
-    return (str(text or "").strip().splitlines() or ["unknown error"])[0]
 
 
 def _backfill_as_flow(parameters: dict[str, Any], plumbing: dict[str, Any]) -> list[Any]:
@@ -613,6 +608,15 @@ _register_quality_commands()
 _register_alert_commands()
 
 
+class _OneLineFormatter(logging.Formatter):
+    """A log record on one line: a driver error's HINT and CONTEXT lines are joined with
+    `` | `` (a full disk's warning would otherwise span three lines of stderr)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        text = super().formatMessage(record)
+        return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _one_line(message: str) -> str:
     """The first non-empty line of a message (driver errors span several)."""
     return next((line.strip() for line in message.splitlines() if line.strip()), "unknown error")
@@ -635,6 +639,8 @@ def main() -> None:
         from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     try:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError:  # the help was printed

@@ -131,6 +131,9 @@ def test_a_full_disk_mid_backfill_fails_cleanly_and_the_rerun_loads(
     assert "Traceback" not in full.stderr
     assert len(errors) == 1, full.stderr
     assert "No space left on device" in errors[0], full.stderr
+    # PostgreSQL's HINT and CONTEXT lines stay on the line of their message
+    assert not [ln for ln in full.stderr.splitlines() if ln.startswith(("HINT", "CONTEXT"))]
+    assert "(DiskFull: could not extend file" in full.stdout  # the series' line says why
     with connect(database) as conn:
         loaded = conn.execute("select count(*) from market_data").fetchone()
         states = conn.execute(
