@@ -121,9 +121,9 @@ def test_a_hostile_string_var_is_a_literal_not_code(loaded: Database) -> None:
         "run",
         dbt_vars={
             "as_of": AS_OF.isoformat(),
-            "price_checks_lookback_min": "4 days'::interval; drop table market_data; --",
+            "mdq_forming_grace": {"*:*": "4 days'::interval; drop table market_data; --"},
         },
-        extra=["--select", "int_candle_features_computed"],
+        extra=["--select", "fct_candles"],
     )
     assert ran.success is False
     messages = " ".join(str(r.message) for r in ran.result.results)

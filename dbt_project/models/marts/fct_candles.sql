@@ -9,6 +9,8 @@
         ],
     )
 }}
+{%- set lookback_candles = mdq_quote_number(var('price_checks_lookback_candles', 50),
+                                            'price_checks_lookback_candles') | int %}
 
 with
 
@@ -159,12 +161,12 @@ stored_split_factor as (
 
 -- candles after the newest stored one (e.g. still forming at the last run,
 -- final now): recomputed although nothing new was ingested
-unfinished_tails as (
+unfinished_first as (
     select
         series.symbol,
         series.timeframe,
-        min(features.ts)
-        - {{ price_lookback_interval('features.timeframe') }} as recompute_from
+        min(features.ts) as first_ts,
+        min(features.block_start) as first_block_start
     from series
     left join lateral (
         select max(stored.ts) as stored_until
@@ -178,19 +180,42 @@ unfinished_tails as (
             series.symbol = features.symbol
             and series.timeframe = features.timeframe
             and features.ts > coalesce(newest.stored_until, '-infinity')
-    group by series.symbol, series.timeframe, features.timeframe
+    group by series.symbol, series.timeframe
 ),
 
-new_candles as (
+new_first as (
     select
         features.symbol,
         features.timeframe,
-        min(features.ts)
-        - {{ price_lookback_interval('features.timeframe') }} as recompute_from
+        min(features.ts) as first_ts,
+        min(features.block_start) as first_block_start
     from features
     cross join last_run
     where features.ingested_at > last_run.last_ingested_at
     group by features.symbol, features.timeframe
+),
+
+new_or_unfinished as (
+    select * from new_first
+    union all
+    select * from unfinished_first
+),
+
+-- recomputed from the start of the first changed scale block (its scale, and
+-- so the score of its earlier candles, changed) or the
+-- price_checks_lookback_candles-th candle before the first change, whichever
+-- is earlier: candles and blocks, not days (issue 15: a look-back of days
+-- re-selected most of a 1m history after one new day)
+new_candles as (
+    select
+        changed.symbol,
+        changed.timeframe,
+        least(
+            changed.first_block_start,
+            {{ price_context_start(ref('int_candle_features_computed'), 'changed',
+                                   'changed.first_ts', lookback_candles) }}
+        ) as recompute_from
+    from new_or_unfinished as changed
 ),
 
 rebuilt_series as (
@@ -216,12 +241,6 @@ recompute_reasons as (
         timeframe,
         recompute_from
     from rebuilt_series
-    union all
-    select
-        symbol,
-        timeframe,
-        recompute_from
-    from unfinished_tails
 ),
 
 changed_series as (

@@ -11,6 +11,9 @@
     )
 }}
 
+{%- set lookback_candles = mdq_quote_number(var('price_checks_lookback_candles', 50),
+                                            'price_checks_lookback_candles') | int -%}
+
 with
 
 candles as (
@@ -19,24 +22,39 @@ candles as (
 
 {% if is_incremental() %}
 
--- series with candles written since the last run, recomputed from the first
--- changed candle minus the look-back (lag/lead context, 4-candle medians)
+-- series with candles written since the last run, recomputed from the
+-- price_checks_lookback_candles-th candle before the first changed one (the
+-- lag/lead context: 4 back, 2 ahead), which is read from twice as far back;
+-- candles, not a time interval: an interval of days re-selected most of a 1m
+-- history after one new day (issue 15)
 last_run as (
     select max(ingested_at) as last_ingested_at from {{ this }}
 ),
 
-changed_series as (
+changed_first as (
     select
         candles.symbol,
         candles.timeframe,
-        min(candles.ts)
-        - {{ price_lookback_interval('candles.timeframe') }} as recompute_from
+        min(candles.ts) as first_changed_ts
     from candles
     cross join last_run
     where
         last_run.last_ingested_at is null
         or candles.ingested_at > last_run.last_ingested_at
     group by candles.symbol, candles.timeframe
+),
+
+changed_series as (
+    select
+        changed_first.symbol,
+        changed_first.timeframe,
+        {{ price_context_start(ref('stg_market__candles'), 'changed_first',
+                               'changed_first.first_changed_ts', lookback_candles) }}
+            as recompute_from,
+        {{ price_context_start(ref('stg_market__candles'), 'changed_first',
+                               'changed_first.first_changed_ts', 2 * lookback_candles) }}
+            as read_from
+    from changed_first
 ),
 
 input_candles as (
@@ -46,8 +64,7 @@ input_candles as (
         on
             candles.symbol = changed_series.symbol
             and candles.timeframe = changed_series.timeframe
-            and candles.ts >= changed_series.recompute_from
-            - {{ price_lookback_interval('candles.timeframe') }}
+            and candles.ts >= changed_series.read_from
 ),
 
 {% else %}
