@@ -25,7 +25,7 @@ from mdq.exceptions import AnomalyNotFound, MuteNotFound, TriageError
 
 #: Anomaly types whose observed value and ``ts_end`` move at every run by nature (a stale
 #: series misses one more candle each time): their acknowledgement lapses only on a severity
-#: change or resolution (view ``data_anomaly_triage``, migration 091, says the same in SQL).
+#: change or resolution (view ``data_anomaly_triage``, migration 090, says the same in SQL).
 DRIFTING_TYPES: tuple[str, ...] = ("stale",)
 
 #: The effective statuses of an anomaly (view ``data_anomaly_triage``).

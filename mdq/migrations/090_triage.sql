@@ -53,6 +53,11 @@ create table if not exists anomaly_mutes (
     check (ts_from is null or ts_to is null or ts_from < ts_to)
 );
 
+-- Mute rules are matched against open anomalies only (resolved ones accumulate and a
+-- mute cannot change their status), so the view's cost grows with the open findings, not
+-- with the whole history. A 'stale' finding's observed value (candles missed) and ts_end
+-- (as_of) move at every run by nature: its acknowledgement lapses only when its severity
+-- changes (a new last candle is a new finding anyway).
 create or replace view data_anomaly_triage as
 with active_acks as (
     select
@@ -84,7 +89,7 @@ matched as (
         a.anomaly_id,
         a.status,
         k.ack_id,
-        (
+        case when a.status = 'open' then (
             select min(m.mute_id)
             from active_mutes as m
             where (m.symbol is null or m.symbol = a.symbol)
@@ -93,13 +98,18 @@ matched as (
                 and (m.anomaly_type is null or m.anomaly_type = a.anomaly_type)
                 and (m.ts_from is null or a.ts_start >= m.ts_from)
                 and (m.ts_to is null or a.ts_start < m.ts_to)
-        ) as mute_id
+        ) end as mute_id
     from data_anomalies as a
     left join active_acks as k
         on k.anomaly_id = a.anomaly_id
         and k.severity = a.severity
-        and k.observed_value is not distinct from a.observed_value
-        and k.ts_end is not distinct from a.ts_end
+        and (
+            a.anomaly_type = 'stale'
+            or (
+                k.observed_value is not distinct from a.observed_value
+                and k.ts_end is not distinct from a.ts_end
+            )
+        )
 ),
 
 final as (
