@@ -485,14 +485,19 @@ class _Invoker:
 
     def __call__(self, command: str, extra: list[str]) -> DbtBuildResult:
         label = " ".join([command, *extra])
-        quiet = self.progress and not self.use_prefect
+        # dbt's runner prints none of its own log to stdout (its file log keeps everything;
+        # --quiet would still print each failing test): the watcher prints one line per node
+        # when progress is wanted, nothing otherwise (DBT_QUIET=true)
+        quiet = not self.use_prefect
         args = dbt_args(
             command,
             dbt_vars=self.dbt_vars,
-            extra=[*extra, "--quiet"] if quiet else extra,
+            extra=[*extra, "--log-level", "none", "--log-level-file", _file_log_level()]
+            if quiet
+            else extra,
             project_dir=self.project_dir,
         )
-        watcher = DbtEventWatcher(sys.stdout if quiet else None)
+        watcher = DbtEventWatcher(sys.stdout if quiet and self.progress else None)
         with dbt_environment(self.database, self.schema, self.env):
             ensure_packages(self.project_dir)
             if self.use_prefect:
@@ -526,6 +531,12 @@ class _Invoker:
         return DbtBuildResult(
             parsed.command, parsed.success, parsed.tests, parsed.nodes, runner_name, full_parse
         )
+
+
+def _file_log_level() -> str:
+    """dbt's file log level: ``DBT_LOG_LEVEL_FILE`` if set, else dbt's default ``debug``
+    (an explicit console ``--log-level`` would otherwise lower the file log with it)."""
+    return os.environ.get("DBT_LOG_LEVEL_FILE") or "debug"
 
 
 class DbtEventWatcher:

@@ -78,4 +78,10 @@ def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=90):
+        # one flow run here, outside any in-process CLI call: Prefect binds its console
+        # logging to the sys.stderr of its first run, which must be the session's stream,
+        # not the one a CliRunner call closes when it returns
+        from prefect import flow
+
+        flow(name="session-warm-up")(lambda: None)()
         yield

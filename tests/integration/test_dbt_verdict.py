@@ -84,10 +84,35 @@ def no_prefect_api() -> Iterator[None]:
 
 @pytest.fixture(params=["dbt", "prefect"])
 def check_path(request: pytest.FixtureRequest) -> str:
-    """Each way ``mdq check`` runs: without a Prefect API (dbt's runner), and through the
-    quality flow on a Prefect API (prefect-dbt's runner)."""
+    """Each way ``mdq check`` runs: without a Prefect API (dbt's runner, the command run
+    in-process), and through the quality flow on a Prefect API (prefect-dbt's runner, the
+    console script run as a process with ``PREFECT_API_URL`` set, as a user runs it)."""
     request.getfixturevalue("no_prefect_api" if request.param == "dbt" else "prefect_harness")
     return str(request.param)
+
+
+def mdq_on(path: str, *args: str, db: Database) -> tuple[int, str]:
+    """``mdq <args>`` on one path of :func:`check_path`: (exit code, stdout + stderr)."""
+    if path == "dbt":
+        result = mdq(*args, db=db)
+        return result.exit_code, result.output
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        "MDQ_DATABASE_URL": db.url(),
+        "MDQ_DBT_SCHEMA": SCHEMA,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+    }
+    done = subprocess.run(
+        [str(BIN / "mdq"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
 
 
 def analyst_dbt(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
@@ -404,9 +429,9 @@ def test_enabling_dbt_expectations_without_the_package_is_one_clear_error(
     from mdq.dbt_runner import ensure_packages
 
     monkeypatch.setenv("MDQ_DBT_EXPECTATIONS", "1")
-    result = mdq("check", db=vdb)
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    exit_code, output = mdq_on(check_path, "check", db=vdb)
+    assert exit_code == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert errors[0].startswith(
         "error: the dbt-expectations tests are enabled (MDQ_DBT_EXPECTATIONS=1) but the package "
