@@ -11,6 +11,7 @@ task and :func:`run_backfill` in the flow; the CLI (without a Prefect API), ``md
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -327,6 +328,7 @@ def load_series(
     now: datetime | None = None,
     on_chunk: Callable[[int], None] | None = None,
     retried_if_transient: bool = False,
+    connection: psycopg.Connection | None = None,
 ) -> SeriesResult:
     """Backfill one (symbol, timeframe): claim, fetch, validate, write, record.
 
@@ -351,6 +353,8 @@ def load_series(
         retried_if_transient: the caller retries a transient failure (the flow's task, before
             its last attempt); such a failure is recorded on its state row but not counted in
             the series' failure streak, so one run's retries never raise an alert alone.
+        connection: an open autocommit connection to ``database`` to use instead of opening
+            one (a worker thread loading series one after another keeps one; left open).
 
     Returns:
         The outcome; failures are returned (and recorded), not raised.
@@ -361,7 +365,10 @@ def load_series(
     started = time.monotonic()
     notifier = notifier or default_notifier()
     symbol, timeframe = request.symbol, request.timeframe
-    with connect(database, autocommit=True) as conn:
+    reuse = connection is not None and not connection.closed and not connection.broken
+    opened = contextlib.nullcontext(connection) if reuse else connect(database, autocommit=True)
+    with opened as conn:
+        assert conn is not None
         window = request.window or scheduled_window(
             db.get_watermark(conn, symbol, timeframe),
             now or datetime.now(UTC),
@@ -493,7 +500,9 @@ def load_series(
             outcome = classify_fetch(counts["fetched"], fetched.source_confirms_empty, window)
             # A source that stopped advancing (BH-08 kind) covered only [start, stalled_at).
             covered = _covered(window, fetched.stalled_at)
-            with conn.transaction():
+            # one statement alone needs no transaction of its own (a round trip each way less)
+            bundle = bool(rejected) or bool(fetched.corporate_actions)
+            with conn.transaction() if bundle else contextlib.nullcontext():
                 if len(candles):
                     db.record_series_labels(
                         conn,
@@ -522,6 +531,8 @@ def load_series(
             if len(good):
                 # the months' partitions, committed before the write (migration 110)
                 ensure_partitions(conn, good["ts"])
+            # the series is ours (lease): its watermark moves only by our writes below
+            current = db.get_watermark(conn, symbol, timeframe) if parts else None
             for i, part in enumerate(parts):
                 part_start = window.start if i == 0 else part["ts"].iloc[0].to_pydatetime()
                 part_end = (
@@ -535,7 +546,6 @@ def load_series(
                     wrote = db.write_candles(
                         conn, part, source=fetched.source, execution_id=execution_id
                     )
-                    current = db.get_watermark(conn, symbol, timeframe)
                     mark = (
                         next_watermark(
                             current,
@@ -546,7 +556,7 @@ def load_series(
                         else current
                     )
                     if mark is not None and mark != current:
-                        db.set_watermark(conn, symbol, timeframe, mark, execution_id)
+                        current = db.set_watermark(conn, symbol, timeframe, mark, execution_id)
                     counts["inserted"] += wrote.inserted
                     counts["updated"] += wrote.updated
                     counts["unchanged"] += wrote.unchanged
@@ -1188,14 +1198,29 @@ def _run_pool(
     finish one (no wave waits for its slowest series); results in request order."""
     from concurrent.futures import ThreadPoolExecutor
 
+    local = threading.local()
+    opened: list[psycopg.Connection] = []
+    lock = threading.Lock()
+
+    def one(request: SeriesRequest) -> SeriesResult:
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = connect(target, autocommit=True)
+            local.conn = conn
+            with lock:
+                opened.append(conn)
+        return load_series(target, prov, request, options, notifier=notifier, connection=conn)
+
     results: list[SeriesResult] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(cap, len(requests)))) as pool:
-        for result in pool.map(
-            lambda r: load_series(target, prov, r, options, notifier=notifier), requests
-        ):
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(cap, len(requests)))) as pool:
+            for result in pool.map(one, requests):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+    finally:
+        for conn in opened:
+            conn.close()
     return results
 
 

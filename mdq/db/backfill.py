@@ -10,6 +10,7 @@ parameters. Tables: ``backfill_state_persistent``, ``market_data``, ``backfill_w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -489,7 +490,8 @@ def write_candles(
     tuple), a changed one is updated, and a final candle is never replaced by a not-final one.
     The previous values of a changed *final* candle (a vendor's correction; not a forming
     candle that closed) go to ``candle_revisions`` with ``execution_id``, in the same
-    statement. Runs in a savepoint of the caller's transaction (or its own transaction).
+    statement. Runs inside the caller's transaction (a failure aborts it whole), else in its
+    own transaction.
     Works on a partitioned ``market_data`` as well (the key includes ``ts``).
 
     Args:
@@ -512,7 +514,9 @@ def write_candles(
     asset_class = str(candles["asset_class"].iloc[0])
     lo, hi = candles["ts"].min().to_pydatetime(), candles["ts"].max().to_pydatetime()
     bucket_seconds = timeframe_seconds(timeframe) * BUCKET_STEPS
-    with conn.transaction():
+    # inside the caller's transaction no savepoint is needed: a failure aborts it whole
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with conn.transaction() if idle else contextlib.nullcontext():
         stored = conn.execute(
             _STORED_DIGESTS,
             {
@@ -967,11 +971,12 @@ def upsert_instruments(conn: psycopg.Connection, instruments: Iterable[Instrumen
         )
         for i in instruments
     }
-    changed = 0
+    if not records:
+        return 0
     with conn.cursor() as cur:
-        for record in records.values():
-            cur.execute(
-                """
+        # one pipelined batch (psycopg sends every row before reading any answer)
+        cur.executemany(
+            """
                 insert into instruments as i (
                     symbol, asset_class, exchange, calendar, quote_currency, calendar_source
                 )
@@ -996,10 +1001,9 @@ def upsert_instruments(conn: psycopg.Connection, instruments: Iterable[Instrumen
                         and i.calendar_source is distinct from excluded.calendar_source
                     )
                 """,
-                record,
-            )
-            changed += max(cur.rowcount, 0)
-    return changed
+            list(records.values()),
+        )
+        return max(cur.rowcount, 0)
 
 
 def get_instruments(conn: psycopg.Connection, *, active_only: bool = True) -> list[Instrument]:
