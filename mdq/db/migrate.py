@@ -133,6 +133,9 @@ def _translate(migration: Migration, exc: psycopg.Error) -> MigrationError:
         keys, extra = (int(x) for x in diag.message_detail.split())
         return DuplicateKeysBlockMigration(migration.version, migration.name, keys, extra)
     message = diag.message_primary or str(exc).strip().splitlines()[0]
+    if exc.sqlstate == "MDQ02" and diag.message_hint:
+        # a refusal of migration 110 (partitioning market_data) says what to change
+        message = f"{message} ({diag.message_hint})"
     return MigrationError(migration.version, migration.name, message)
 
 

@@ -87,9 +87,11 @@ create table market_data (
     ts timestamptz not null,
     open numeric, high numeric, low numeric, close numeric, volume numeric,
     note text,
+    desk_ref text,
     constraint market_data_positive_volume check (volume >= 0)
 );
 create index market_data_note_idx on market_data (note) where note is not null;
+create unique index market_data_desk_ref_idx on market_data (desk_ref);
 comment on table market_data is 'the desk''s candles';
 comment on column market_data.note is 'free text';
 create view desk_daily_close as
@@ -168,8 +170,11 @@ def test_converting_an_adopted_table_keeps_every_row_index_and_constraint(
             "market_data_symbol_timeframe_ts_key",
             "idx_market_data_ts",
             "market_data_note_idx",
+            "market_data_desk_ref_idx",
         }
         assert "(id, ts)" in indexes["market_data_pkey"]
+        assert "UNIQUE" in indexes["market_data_desk_ref_idx"]
+        assert "(desk_ref, ts)" in indexes["market_data_desk_ref_idx"]
         assert "WHERE (note IS NOT NULL)" in indexes["market_data_note_idx"]
         constraints = dict(
             conn.execute(
@@ -399,3 +404,37 @@ def test_two_loaders_asking_for_one_new_month_neither_fails_and_one_partition_is
         first.commit()
     assert ensure_partitions(pconn, [utc(2044, 5, 20)]) == []
     assert partition_names(pconn).count("market_data_p2044_05") == 1
+
+
+def test_a_foreign_key_to_market_data_refuses_the_conversion_and_changes_nothing(
+    make_database: Callable[[], Database],
+) -> None:
+    from mdq.exceptions import MigrationError
+
+    db = make_database()
+    with connect(db, autocommit=True) as conn:
+        conn.execute(
+            """
+            create table market_data (
+                symbol text not null, timeframe text not null, ts timestamptz not null,
+                open float8, high float8, low float8, close float8, volume float8,
+                unique (symbol, timeframe, ts)
+            );
+            insert into market_data values ('FK', '1d', '2024-03-01Z', 1, 1, 1, 1, 1);
+            create table desk_notes (
+                symbol text, timeframe text, ts timestamptz, note text,
+                foreign key (symbol, timeframe, ts) references market_data (symbol, timeframe, ts)
+            );
+            """
+        )
+        with pytest.raises(MigrationError) as info:
+            apply_migrations(conn)
+        assert info.value.version == 110
+        assert "foreign key to market_data" in str(info.value)
+        assert "drop the foreign key" in str(info.value)
+        assert conn.execute(
+            "select relkind from pg_class where oid = 'market_data'::regclass"
+        ).fetchone() == ("r",)
+        assert conn.execute("select count(*) from market_data").fetchone() == (1,)
+        applied = {v for (v,) in conn.execute("select version from mdq_schema_migrations")}
+        assert 100 in applied and 110 not in applied
