@@ -525,6 +525,7 @@ class _Invoker:
                 runner_name, full_parse = "dbt", watcher.full_parse
         if res.exception is not None or res.result is None:
             raise DbtRunError(label, _first_lines(str(res.exception or "no result")))
+        _keep_run_results(dbt_paths(self.project_dir).target_path, command)
         parsed = parse_build_result(res, command=label, runner=runner_name)
         if full_parse is None:
             return parsed
@@ -537,6 +538,24 @@ def _file_log_level() -> str:
     """dbt's file log level: ``DBT_LOG_LEVEL_FILE`` if set, else dbt's default ``debug``
     (an explicit console ``--log-level`` would otherwise lower the file log with it)."""
     return os.environ.get("DBT_LOG_LEVEL_FILE") or "debug"
+
+
+def _keep_run_results(target: Path, command: str) -> None:
+    """Copy dbt's ``run_results.json`` to ``run_results_<command>.json`` beside it.
+
+    :func:`build` runs two dbt commands and each rewrites ``run_results.json``; the copies keep
+    the per-node times of both steps (``run_results_build.json``: the models,
+    ``run_results_test.json``: the checks; read by ``bench/bench_demo_check.py``). A missing
+    file (dbt wrote none) is skipped; a copy that fails is logged, not an error of the run.
+    """
+    source = target / "run_results.json"
+    try:
+        if source.is_file():
+            (target / f"run_results_{command.split()[0]}.json").write_bytes(source.read_bytes())
+    except OSError as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("could not keep %s: %s", source, exc)
 
 
 class DbtEventWatcher:
