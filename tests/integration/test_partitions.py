@@ -93,6 +93,7 @@ create table market_data (
 create index market_data_note_idx on market_data (note) where note is not null;
 create unique index market_data_desk_ref_idx on market_data (desk_ref);
 comment on table market_data is 'the desk''s candles';
+grant select on market_data to public;
 comment on column market_data.note is 'free text';
 create view desk_daily_close as
     select symbol, ts::date as day, max(close) as close from market_data group by 1, 2;
@@ -204,6 +205,8 @@ def test_converting_an_adopted_table_keeps_every_row_index_and_constraint(
         assert conn.execute("select obj_description('market_data'::regclass)").fetchone() == (
             "the desk's candles",
         )
+        acl = conn.execute("select relacl::text from pg_class where oid = 'market_data'::regclass")
+        assert "=r/" in str(acl.fetchone()), "the grant to public kept"
         # views reading it were recreated, and read the same
         conn.execute("delete from market_data where symbol = 'ZZZ'")
         assert conn.execute("select * from desk_last_close order by 1").fetchall() == views_before
