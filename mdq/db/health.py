@@ -31,17 +31,43 @@ def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
     """
     rows = conn.execute(
         """
-        with open_anomalies as (
+        with recursive open_anomalies as (
             select
                 a.symbol, a.timeframe, a.check_name, a.anomaly_type, a.severity, t.triage_status
             from data_anomalies as a
             inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
             where a.status = 'open' and a.symbol is not null and a.timeframe is not null
         ),
+        series as (
+            -- a loose index scan of market_data's unique key (symbol, timeframe, ts): one
+            -- index descent per series instead of reading every candle
+            (
+                select m.symbol, m.timeframe
+                from market_data as m
+                order by m.symbol, m.timeframe
+                limit 1
+            )
+            union all
+            select following.symbol, following.timeframe
+            from series
+            cross join lateral (
+                select m.symbol, m.timeframe
+                from market_data as m
+                where (m.symbol, m.timeframe) > (series.symbol, series.timeframe)
+                order by m.symbol, m.timeframe
+                limit 1
+            ) as following
+        ),
         last_candles as (
-            select symbol, timeframe, max(ts) as last_ts
-            from market_data
-            group by symbol, timeframe
+            select
+                series.symbol,
+                series.timeframe,
+                (
+                    select max(m.ts)
+                    from market_data as m
+                    where m.symbol = series.symbol and m.timeframe = series.timeframe
+                ) as last_ts
+            from series
         ),
         counted as (
             select
@@ -223,3 +249,213 @@ __all__: Sequence[str] = (
     "record_streaks",
     "snapshot_count",
 )
+
+
+#: Per series (symbol, timeframe): the newest candle before as_of that lies in a session of its
+#: calendar, its slot ordinal, and the completed slots of its calendar at as_of. The same rule
+#: as the dbt test ``candle_staleness`` (dbt_project/macros/tests/test_candle_staleness.sql), but
+#: read by index look-ups instead of sessionizing every candle: the series by a loose index scan
+#: of market_data's unique key (symbol, timeframe, ts), the last in-session candle by a backward
+#: index scan of each series (it stops at the first candle inside a session), the current
+#: session by the enumerations' unique index.
+_STALENESS_SQL = """
+with recursive series as (
+    (
+        select m.symbol, m.timeframe
+        from market_data as m
+        order by m.symbol, m.timeframe
+        limit 1
+    )
+    union all
+    select following.symbol, following.timeframe
+    from series
+    cross join lateral (
+        select m.symbol, m.timeframe
+        from market_data as m
+        where (m.symbol, m.timeframe) > (series.symbol, series.timeframe)
+        order by m.symbol, m.timeframe
+        limit 1
+    ) as following
+),
+
+sessions as not materialized (
+    select * from {sessions}
+    union all
+    select * from {clock_sessions}
+),
+
+calendared as (
+    select
+        series.symbol,
+        series.timeframe,
+        newest.asset_class,
+        coalesce(instruments.calendar, %(defaults)s::jsonb ->> newest.asset_class) as calendar,
+        case
+            when series.timeframe = '1d' then 'session'
+            else coalesce(labels.intraday_grid, 'session')
+        end as grid
+    from series
+    cross join lateral (
+        select m.asset_class
+        from market_data as m
+        where m.symbol = series.symbol and m.timeframe = series.timeframe
+            and m.ts < %(as_of)s
+        order by m.ts desc
+        limit 1
+    ) as newest
+    left join {instruments} as instruments
+        on series.symbol = instruments.symbol
+    left join {labels} as labels
+        on series.symbol = labels.symbol and series.timeframe = labels.timeframe
+),
+
+last_in_session as (
+    select calendared.*, found.ts as last_ts, found.slot_ordinal
+    from calendared
+    inner join {calendars} as calendars
+        on calendared.calendar = calendars.calendar
+    cross join lateral (
+        select
+            m.ts,
+            case
+                when calendared.timeframe = '1d' then s.bars_before
+                when m.ts < s.grid_anchor_at then s.bars_before
+                else s.bars_before + s.stub_bars + floor(
+                    date_part('epoch', m.ts - s.grid_anchor_at) / s.timeframe_seconds
+                )::bigint
+            end as slot_ordinal
+        from market_data as m
+        inner join sessions as s
+            on s.calendar = calendared.calendar
+            and s.timeframe = calendared.timeframe
+            and s.grid = calendared.grid
+            and s.session_date = (
+                (m.ts at time zone calendars.timezone)
+                + make_interval(hours => calendars.day_rollover_hours)
+            )::date
+        where m.symbol = calendared.symbol and m.timeframe = calendared.timeframe
+            and m.ts < %(as_of)s
+            and (calendared.timeframe = '1d' or (m.ts >= s.open_at and m.ts < s.close_at))
+        order by m.ts desc
+        limit 1
+    ) as found
+),
+
+current_sessions as (
+    select keys.calendar, keys.timeframe, keys.grid, current_session.*
+    from (select distinct calendar, timeframe, grid from last_in_session) as keys
+    cross join lateral (
+        select
+            s.grid_anchor_at, s.stub_bars, s.timeframe_seconds, s.close_at, s.bars_before,
+            s.bars_in_session
+        from sessions as s
+        where s.calendar = keys.calendar and s.timeframe = keys.timeframe
+            and s.grid = keys.grid and s.open_at <= %(as_of)s
+        order by s.session_date desc
+        limit 1
+    ) as current_session
+),
+
+completed as (
+    select
+        last_in_session.*,
+        current_sessions.bars_before + case
+            when %(as_of)s >= current_sessions.close_at then current_sessions.bars_in_session
+            when last_in_session.timeframe = '1d' then 0
+            when %(as_of)s < current_sessions.grid_anchor_at then 0
+            else least(
+                current_sessions.stub_bars + floor(
+                    extract(epoch from %(as_of)s - current_sessions.grid_anchor_at)
+                    / current_sessions.timeframe_seconds
+                )::bigint,
+                current_sessions.bars_in_session
+            )
+        end as completed_slots
+    from last_in_session
+    inner join current_sessions
+        on last_in_session.calendar = current_sessions.calendar
+        and last_in_session.timeframe = current_sessions.timeframe
+        and last_in_session.grid = current_sessions.grid
+)
+
+select
+    symbol,
+    asset_class,
+    timeframe,
+    calendar,
+    last_ts,
+    greatest(completed_slots - (slot_ordinal + 1), 0)::bigint as missed_candles
+from completed
+order by symbol, timeframe
+"""
+
+
+def series_staleness(
+    conn: psycopg.Connection,
+    schema: str,
+    *,
+    as_of: datetime,
+    default_calendars: dict[str, str],
+) -> list[tuple[str, str, str, str, datetime, int]]:
+    """Completed candles each series missed since its last in-session candle, at ``as_of``.
+
+    The measure of the dbt test ``candle_staleness`` (see ``_STALENESS_SQL``) on the relations
+    dbt built in ``schema`` (the session enumerations, instruments, series labels, calendars),
+    by index look-ups: its cost follows the number of series, not of candles.
+
+    Args:
+        conn: an open connection.
+        schema: dbt's schema.
+        as_of: reference time (UTC-aware).
+        default_calendars: asset class → calendar for symbols without an instruments row
+            (dbt var ``calendar_by_asset_class``).
+
+    Returns:
+        ``(symbol, asset_class, timeframe, calendar, last_ts, missed_candles)`` per series
+        with an in-session candle before ``as_of`` and a session of its calendar opened by
+        then, sorted by symbol and timeframe.
+    """
+    from psycopg import sql
+
+    def relation(name: str) -> sql.Composable:
+        return sql.Identifier(schema, name)
+
+    query = sql.SQL(_STALENESS_SQL).format(
+        sessions=relation("int_trading_sessions_enumerated"),
+        clock_sessions=relation("int_trading_sessions_clock_enumerated"),
+        instruments=relation("stg_market__instruments"),
+        labels=relation("stg_market__series_labels"),
+        calendars=relation("stg_market__trading_calendars"),
+    )
+    rows = conn.execute(query, {"as_of": as_of, "defaults": Jsonb(default_calendars)}).fetchall()
+    return [(str(s), str(a), str(t), str(c), last, int(n)) for s, a, t, c, last, n in rows]
+
+
+def enumerations_cover(conn: psycopg.Connection, schema: str, day: datetime) -> bool:
+    """Whether dbt's session enumerations in ``schema`` exist and reach past ``day`` for every
+    calendar of trading_sessions (else they are older than the sessions and dbt must rebuild
+    them before staleness can be judged at ``day``)."""
+    from psycopg import sql
+
+    for name in ("int_trading_sessions_enumerated", "int_trading_sessions_clock_enumerated"):
+        row = conn.execute("select to_regclass(%s)", (f'"{schema}"."{name}"',)).fetchone()
+        if row is None or row[0] is None:
+            return False
+    for name in ("stg_market__instruments", "stg_market__series_labels"):
+        row = conn.execute("select to_regclass(%s)", (f'"{schema}"."{name}"',)).fetchone()
+        if row is None or row[0] is None:
+            return False
+    behind = conn.execute(
+        sql.SQL(
+            """
+            select count(*)
+            from (select distinct calendar from trading_sessions) as calendars
+            where not exists (
+                select 1 from {} as e
+                where e.calendar = calendars.calendar and e.session_date > %s::date
+            )
+            """
+        ).format(sql.Identifier(schema, "int_trading_sessions_enumerated")),
+        (day,),
+    ).fetchone()
+    return behind is not None and behind[0] == 0
