@@ -1,5 +1,5 @@
 """The Prefect flow ``backfill``: fill ``market_data`` from a provider, one task per (symbol,
-timeframe), at most ``max_concurrency`` at a time.
+timeframe), at most ``max_concurrency`` at a time (the next task starts as soon as one ends).
 
 Windows are half-open ``[start, end)``: ``end`` is excluded (BH-04). The flow is thin: the
 work is :func:`mdq.backfill_core.run_backfill` (planning, waves) and
@@ -192,6 +192,34 @@ def backfill(
         for future in futures:
             future.wait()
         return [_outcome(future) for future in futures]
+
+    def run_all(
+        target: Database,
+        prov: Provider,
+        requests: list[SeriesRequest],
+        options: BackfillOptions,
+        cap: int,
+        on_result: Any,
+    ) -> list[SeriesResult]:
+        """``cap`` tasks at a time, the next submitted as soon as one ends (no waves)."""
+        from concurrent.futures import ThreadPoolExecutor
+        from contextvars import copy_context
+
+        def one(request: SeriesRequest) -> SeriesResult:
+            future = backfill_series.submit(target, prov, request, options, run_id, extra.notifier)
+            future.wait()
+            return _outcome(future)
+
+        results: list[SeriesResult] = []
+        contexts = [copy_context() for _ in requests]  # the flow run's context, per thread
+        with ThreadPoolExecutor(max_workers=max(1, min(cap, len(requests)))) as pool:
+            for result in pool.map(lambda c, r: c.run(one, r), contexts, requests):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        return results
+
+    run_wave.run_all = run_all  # type: ignore[attr-defined]
 
     if source is None:
         results = run_scheduled_backfill(

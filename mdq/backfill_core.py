@@ -1111,12 +1111,15 @@ def run_backfill(
     """The body of :func:`backfill`, runnable without Prefect (the CLI's default when no
     Prefect API is configured): same arguments, same results.
 
-    Series run in waves of at most ``max_concurrency``; ``run_wave`` runs one wave (the flow
-    submits Prefect tasks; the default is a thread pool of the wave's size). Series whose every
-    row was rejected are recorded failed (:func:`record_rejected_series`); then the run's
-    accounting is checked (:func:`account`), logged and passed to ``on_accounting``. For
-    ``yfinance`` and ``ccxt``, ``symbols`` may be the provider's symbols (``BTC/USDT``) or the
-    project's (``binance:BTC/USDT``), see :func:`resolve_symbols`.
+    At most ``max_concurrency`` series run at once. ``run_wave`` runs one wave of that many
+    series; a runner with a ``run_all(target, provider, requests, options, cap, on_result)``
+    attribute instead keeps ``cap`` series going, starting the next as soon as one ends (the
+    default thread pool, whose threads keep one connection each, and the flow's tasks do).
+    Series whose every row was rejected are recorded failed (:func:`record_rejected_series`);
+    then the run's accounting is checked (:func:`account`), logged and passed to
+    ``on_accounting``. For ``yfinance`` and ``ccxt``, ``symbols`` may be the provider's
+    symbols (``BTC/USDT``) or the project's (``binance:BTC/USDT``), see
+    :func:`resolve_symbols`.
 
     Raises:
         InvalidWindow: only one of start/end, naive datetimes, or end not after start.
@@ -1180,8 +1183,17 @@ def _thread_waves(notifier: Notifier | None) -> RunWave:
         with ThreadPoolExecutor(max_workers=len(wave)) as pool:
             return list(pool.map(lambda r: load_series(target, p, r, o, notifier=notifier), wave))
 
-    threads.sliding = True  # type: ignore[attr-defined]
-    threads.notifier = notifier  # type: ignore[attr-defined]
+    def run_all(
+        target: Database,
+        p: Provider,
+        requests: list[SeriesRequest],
+        o: BackfillOptions,
+        cap: int,
+        on_result: Callable[[SeriesResult], None] | None,
+    ) -> list[SeriesResult]:
+        return _run_pool(target, p, requests, o, cap, notifier, on_result)
+
+    threads.run_all = run_all  # type: ignore[attr-defined]
     return threads
 
 
@@ -1233,10 +1245,9 @@ def _run_waves(
     runner: RunWave,
     on_result: Callable[[SeriesResult], None] | None,
 ) -> list[SeriesResult]:
-    if getattr(runner, "sliding", False):
-        return _run_pool(
-            target, prov, requests, options, cap, getattr(runner, "notifier", None), on_result
-        )
+    run_all = getattr(runner, "run_all", None)
+    if run_all is not None:  # the runner keeps ``cap`` series going itself (no waves)
+        return run_all(target, prov, requests, options, cap, on_result)  # type: ignore[no-any-return]
     results: list[SeriesResult] = []
     for offset in range(0, len(requests), cap):
         for result in runner(target, prov, requests[offset : offset + cap], options):

@@ -394,6 +394,84 @@ def _source_ts(candles: pd.DataFrame) -> pa.Array:
     return pa.array(values, pa.int64(), mask=same.to_numpy()).cast(pa.timestamp("us", tz="UTC"))
 
 
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+
+
+def _binary_bytes(candles: pd.DataFrame, source: str) -> bytes | None:
+    """Encode candles in COPY's binary format (no text parsing on the server), or None when
+    a row's shape differs from the others (a null value; ``source_ts`` set on some rows only):
+    then :func:`_csv_bytes` is used.
+
+    Every row of one (symbol, timeframe) batch has the same text fields, so a row is a fixed
+    record (numpy structured array): field count, then per column its length and value, in
+    :data:`WRITE_COLUMNS` order; ``ts`` in microseconds since 2000-01-01 (PostgreSQL's epoch).
+    """
+    n = len(candles)
+    if n == 0:
+        return None
+    numbers = ["open", "high", "low", "close", "volume"]
+    if candles[numbers].isna().to_numpy().any() or candles["ts"].isna().any():
+        return None
+    labels = _source_ts(candles)
+    nulls = labels.null_count
+    if 0 < nulls < n:
+        return None
+    texts = {c: str(candles[c].iloc[0]).encode() for c in ("symbol", "asset_class", "timeframe")}
+    for c in texts:
+        if not (candles[c].astype(str) == texts[c].decode()).all():
+            return None
+    src = source.encode()
+    if not src or not all(texts.values()):
+        return None
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for name, width in (
+        ("symbol", len(texts["symbol"])),
+        ("asset_class", len(texts["asset_class"])),
+        ("timeframe", len(texts["timeframe"])),
+    ):
+        fields += [(f"{name}_len", ">i4"), (name, f"S{width}")]
+    fields += [("ts_len", ">i4"), ("ts", ">i8")]
+    for c in numbers:
+        fields += [(f"{c}_len", ">i4"), (c, ">f8")]
+    fields += [("source_len", ">i4"), ("source", f"S{len(src)}")]
+    fields += [("is_final_len", ">i4"), ("is_final", "u1"), ("source_ts_len", ">i4")]
+    if nulls == 0:
+        fields += [("source_ts", ">i8")]
+    rows = np.zeros(n, dtype=fields)
+    rows["count"] = len(WRITE_COLUMNS)
+    for name, value in (*texts.items(), ("source", src)):
+        rows[f"{name}_len"] = len(value)
+        rows[name] = value
+    us = candles["ts"].dt.as_unit("us").astype("int64").to_numpy()
+    rows["ts_len"], rows["ts"] = 8, us - _PG_EPOCH_US
+    for c in numbers:
+        rows[f"{c}_len"], rows[c] = 8, candles[c].to_numpy(dtype="float64")
+    rows["is_final_len"], rows["is_final"] = 1, candles["is_final"].to_numpy(dtype=bool)
+    if nulls == 0:
+        rows["source_ts_len"] = 8
+        rows["source_ts"] = labels.cast(pa.int64()).to_numpy(zero_copy_only=False) - _PG_EPOCH_US
+    else:
+        rows["source_ts_len"] = -1
+    return _COPY_SIGNATURE + rows.tobytes() + b"\xff\xff"
+
+
+def _copy_binary(conn: psycopg.Connection, table: str, payload: bytes) -> None:
+    statement = f"copy {table} ({_COLUMN_LIST}) from stdin (format binary)"  # constant names
+    with conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+        view = memoryview(payload)
+        for offset in range(0, len(view), 1 << 20):
+            copy.write(view[offset : offset + (1 << 20)])
+
+
+def _copy_candles(conn: psycopg.Connection, table: str, candles: pd.DataFrame, source: str) -> None:
+    """COPY candles into ``table``: binary when the batch allows it, else CSV."""
+    binary = _binary_bytes(candles, source)
+    if binary is not None:
+        _copy_binary(conn, table, binary)
+    else:
+        _copy(conn, table, _csv_bytes(candles, source))
+
+
 def _copy(conn: psycopg.Connection, table: str, payload: bytes) -> None:
     statement = f"copy {table} ({_COLUMN_LIST}) from stdin (format csv)"  # constant names only
     with conn.cursor() as cur, cur.copy(statement.encode()) as copy:
@@ -531,7 +609,7 @@ def write_candles(
         if not stored:
             try:
                 with conn.transaction():
-                    _copy(conn, "market_data", _csv_bytes(candles, source))
+                    _copy_candles(conn, "market_data", candles, source)
                 return WriteCounts(n, 0, 0, fast_path=True)
             except psycopg.errors.UniqueViolation:
                 pass  # a row appeared meanwhile: fall back to the keyed upsert
@@ -546,7 +624,6 @@ def write_candles(
                 candles = candles[~np.isin(digests.buckets, list(same))]
                 if len(candles) == 0:
                     return WriteCounts(0, 0, n)
-        payload = _csv_bytes(candles, source)
         conn.execute(
             """
             create temp table if not exists mdq_incoming_candles (
@@ -558,7 +635,7 @@ def write_candles(
             """
         )
         conn.execute("truncate mdq_incoming_candles")
-        _copy(conn, "mdq_incoming_candles", payload)
+        _copy_candles(conn, "mdq_incoming_candles", candles, source)
         conn.execute(
             """
             insert into candle_revisions (
