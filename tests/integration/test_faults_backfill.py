@@ -25,16 +25,21 @@ from mdq.db.migrate import apply_migrations
 pytestmark = pytest.mark.integration
 
 ARGS = ["backfill", "--provider", "synthetic", "--symbols", "OUT1", "--timeframe", "1m",
-        "--start", "2024-01-01", "--end", "2024-01-08", "--no-prefect"]  # fmt: skip
-#: 7 days of 1m candles, written 250 per transaction (40 commits): long enough to stop the
-#: server under it
-CANDLES = 7 * 24 * 60
+        "--start", "2024-01-01", "--end", "2024-01-11", "--no-prefect"]  # fmt: skip
+#: 10 days of 1m candles. The run the server is stopped under writes 100 per transaction (144
+#: commits, ~4 s here): long enough to stop the server under it even on a quiet machine, where
+#: 500 per transaction loaded everything in ~1 s. The rerun writes them in one.
+CANDLES = 10 * 24 * 60
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, chunk_rows: int = 100) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MDQ_", "PREFECT_API"))}
     env.update(
-        {"MDQ_HOME": str(home), "MDQ_BACKFILL_CHUNK_ROWS": "250", "MDQ_BACKFILL_LEASE_SECONDS": "2"}
+        {
+            "MDQ_HOME": str(home),
+            "MDQ_BACKFILL_CHUNK_ROWS": str(chunk_rows),
+            "MDQ_BACKFILL_LEASE_SECONDS": "2",
+        }
     )
     return env
 
@@ -54,14 +59,15 @@ def test_database_stopped_mid_backfill_fails_cleanly_and_the_rerun_loads(tmp_pat
     # wait until some chunks are in, then stop the server under the running backfill
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        time.sleep(0.3)
+        time.sleep(0.1)
         if embedded.is_running(home):
             try:
                 done = _query(home, "select count(*) from market_data")[0][0]
             except psycopg.Error:
                 continue
-            if done >= 750:
+            if done >= 1000:
                 break
+    assert first.poll() is None, "the backfill ended before the server could be stopped"
     embedded.stop(home)
     _, err = first.communicate(timeout=120)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -72,7 +78,8 @@ def test_database_stopped_mid_backfill_fails_cleanly_and_the_rerun_loads(tmp_pat
     time.sleep(2.5)  # the lease (2 s) has expired: nothing renews it any more
     second = subprocess.run(
         [sys.executable, "-m", "mdq.cli", *ARGS],
-        env=_env(home), capture_output=True, text=True, timeout=300, check=False,
+        env=_env(home, chunk_rows=CANDLES),
+        capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
     try:

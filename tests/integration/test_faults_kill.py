@@ -173,12 +173,14 @@ def test_dedupe_apply_killed_mid_statement_releases_the_lock_and_loses_no_row(
 
 # -- backfill ------------------------------------------------------------------------------------
 
-#: 3 days of one 1m series, 100 candles per transaction: 44 commits (the window crosses a month,
-#: so two partitions), time to kill it after 10 of them.
+#: 5 days of one 1m series (the window crosses a month: two partitions). The killed run writes
+#: 100 candles per transaction (72 commits, ~2 s here: time to kill it after 10 of them even on a
+#: quiet machine); the clean load and the rerun write them in one.
 BACKFILL = ["backfill", "--provider", "synthetic", "--symbols", "KILL1", "--timeframe", "1m",
-            "--start", "2024-02-28", "--end", "2024-03-02", "--no-prefect"]  # fmt: skip
-CANDLES = 3 * 24 * 60
-SETTINGS = {"MDQ_BACKFILL_CHUNK_ROWS": "100", "MDQ_BACKFILL_LEASE_SECONDS": "2"}
+            "--start", "2024-02-27", "--end", "2024-03-03", "--no-prefect"]  # fmt: skip
+CANDLES = 5 * 24 * 60
+SETTINGS = {"MDQ_BACKFILL_CHUNK_ROWS": str(CANDLES), "MDQ_BACKFILL_LEASE_SECONDS": "2"}
+KILLED = {**SETTINGS, "MDQ_BACKFILL_CHUNK_ROWS": "100"}
 #: Write times: now() of whichever run wrote the row, so they differ between any two loads.
 WRITE_TIMES = ("ingested_at", "updated_at")
 
@@ -209,7 +211,7 @@ def test_backfill_killed_mid_load_then_rerun_equals_a_clean_load(
 ) -> None:
     killed, clean = make_database(), make_database()
     clean_run = _mdq(clean, *BACKFILL, **SETTINGS)
-    first = _mdq(killed, *BACKFILL, **SETTINGS)
+    first = _mdq(killed, *BACKFILL, **KILLED)
     loaded = 0
     deadline = time.monotonic() + 180
     with connect(killed, autocommit=True) as watch:
@@ -223,6 +225,7 @@ def test_backfill_killed_mid_load_then_rerun_equals_a_clean_load(
             if loaded >= 1000:
                 break
             time.sleep(0.05)
+        assert first.poll() is None, "the backfill ended before it could be killed"
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         partial = watch.execute("select count(*) from market_data").fetchone()
