@@ -245,7 +245,7 @@ def full_check(ctx: Context) -> float:
     }
     started = time.perf_counter()
     proc = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "mdq"), "check"], env=env, capture_output=True
+        [str(REPO_ROOT / ".venv" / "bin" / "mdq"), "check", "--full"], env=env, capture_output=True
     )
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 1):  # 1: findings; anything else: the check itself failed
