@@ -385,6 +385,7 @@ def load_series(
             lease_seconds=options.lease_seconds,
             asset_class=request.asset_class,
             flow_run_id=flow_run_id,
+            start=True,
         )
         execution_id = state.execution_id
         if state.status == "skipped":
@@ -397,9 +398,6 @@ def load_series(
                 error=state.error_message,
                 seconds=time.monotonic() - started,
             )
-        db.update_backfill_state(
-            conn, execution_id, status="in_progress", lease_seconds=options.lease_seconds
-        )
         counts = {
             "fetched": 0,
             "inserted": 0,

@@ -98,6 +98,7 @@ def create_backfill_state(
     lease_seconds: int,
     asset_class: str | None = None,
     flow_run_id: str | None = None,
+    start: bool = False,
 ) -> BackfillState:
     """Claim (symbol, timeframe) for one backfill execution.
 
@@ -117,10 +118,12 @@ def create_backfill_state(
         lease_seconds: how long the claim holds without renewal.
         asset_class: the asset class, when known.
         flow_run_id: the Prefect flow-run id, when run by Prefect.
+        start: claim it directly ``in_progress`` (``started_at`` set), in the same statement,
+            instead of ``pending`` (the backfill starts at once: one round trip less).
 
     Returns:
-        The new row: status ``pending`` (claimed) or ``skipped`` (another one is active;
-        ``error_message`` names it).
+        The new row: status ``pending`` (``in_progress`` with ``start``) or ``skipped``
+        (another one is active; ``error_message`` names it).
     """
     execution_id = uuid.uuid4()
     params = {
@@ -133,6 +136,7 @@ def create_backfill_state(
         "window_end": window.end if window else None,
         "flow_run_id": flow_run_id,
         "lease": lease_seconds,
+        "status": "in_progress" if start else "pending",
     }
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
@@ -161,12 +165,13 @@ def create_backfill_state(
             """
             insert into backfill_state_persistent (
                 execution_id, symbol, asset_class, timeframe, status, provider,
-                window_start, window_end, flow_run_id, lease_expires_at
+                window_start, window_end, flow_run_id, lease_expires_at, started_at
             )
             values (
-                %(execution_id)s, %(symbol)s, %(asset_class)s, %(timeframe)s, 'pending',
+                %(execution_id)s, %(symbol)s, %(asset_class)s, %(timeframe)s, %(status)s,
                 %(provider)s, %(window_start)s, %(window_end)s, %(flow_run_id)s,
-                clock_timestamp() + make_interval(secs => %(lease)s)
+                clock_timestamp() + make_interval(secs => %(lease)s),
+                case when %(status)s = 'in_progress' then clock_timestamp() end
             )
             on conflict (symbol, timeframe) where status in ('pending', 'in_progress')
             do nothing
