@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_scale.py [--candles 1000000] [--symbols S] [--keep]
+    .venv/bin/python bench/bench_scale.py [--candles 1000000] [--symbols S] [--parts P1,P2]
+        [--check] [--keep]
 
 The data: ``--candles`` 1m candles of 24/7 (crypto) symbols, a random walk per symbol, written
 once as a canonical CSV file (``symbol,asset_class,timeframe,ts,open,high,low,close,volume``,
@@ -24,8 +25,8 @@ Parts (each a function; a part other helpers add plugs into :data:`PARTS`):
   must be 0 (target <= 0.3 and 0 rows written).
 * P2 ``full check / single-pass scan``: the single-pass ``lag()`` scan shipped in
   ``bench/single_pass_scan.sql`` (key duplicates, raw gaps, spikes, last candle per series)
-  timed over the loaded rows, against ``mdq check`` when ``--check`` is given (a full dbt run;
-  minutes at 1M).
+  timed over the loaded rows, against ``mdq check --full`` when ``--check`` is given (a full
+  dbt run; minutes at 1M).
 
 Peak memory is the benchmark process's maximum resident set (``ru_maxrss``), which includes the
 backfill (it runs in this process); the server's memory is not included.

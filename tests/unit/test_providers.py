@@ -264,3 +264,37 @@ def test_parquet_with_canonical_columns(tmp_path: Path) -> None:
         "2024-05-06T01:00:00+00:00",
     ]
     assert got.rejected == []
+
+
+@pytest.mark.parametrize("path", sample_files(), ids=lambda p: p.name)
+def test_pyarrow_read_gives_what_the_pandas_read_gives(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast read (pyarrow) and the pandas read yield the same candles, rejected rows and
+    counts for every shipped file (each with its own mapping, banner lines, formats)."""
+    fast = CsvFileProvider(path)
+    assert fast._read_arrow() is not None  # the file really takes the fast read
+    fast_data = fast._data()
+    monkeypatch.setattr(CsvFileProvider, "_read_arrow", lambda self: None)
+    slow = CsvFileProvider(path)
+    slow_data = slow._data()
+    pd.testing.assert_frame_equal(fast_data.candles, slow_data.candles, check_dtype=False)
+    assert fast_data.input_counts == slow_data.input_counts
+    assert {k: [(r.source_row, r.reason) for r in v] for k, v in fast_data.rejected.items()} == {
+        k: [(r.source_row, r.reason) for r in v] for k, v in slow_data.rejected.items()
+    }
+    assert fast.list_series() == slow.list_series()
+
+
+def test_a_ragged_file_is_read_by_pandas_and_its_short_row_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        HEADER
+        + "AAA,crypto,1h,2024-01-01T00:00:00Z,1,2,0.5,1.5,10\n"
+        + "AAA,crypto,1h,2024-01-01T01:00:00Z,1,2,0.5\n",
+    )
+    provider = CsvFileProvider(path)
+    assert provider._read_arrow() is None
+    data = provider._data()
+    assert len(data.candles) == 1
+    assert [r.source_row for r in data.rejected[("AAA", "1h")]] == [3]
