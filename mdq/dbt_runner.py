@@ -334,6 +334,8 @@ def prefect_api_available(timeout: float = 3.0) -> bool:
     Args:
         timeout: seconds to wait for the health check.
     """
+    if _no_prefect_settings():
+        return False
     try:
         from prefect.context import FlowRunContext, TaskRunContext
         from prefect.settings import PREFECT_API_URL
@@ -349,6 +351,35 @@ def prefect_api_available(timeout: float = 3.0) -> bool:
         return response.status_code == 200
     except Exception:  # any failure means "not reachable": fall back to dbt's runner
         return False
+
+
+def _no_prefect_settings() -> bool:
+    """True when no Prefect API can be configured for this process, decided without importing
+    Prefect (~1 s of CPU for every ``mdq check``): Prefect is not imported yet (so no flow or
+    task run is in progress), no ``PREFECT_*`` environment variable is set, the profiles file
+    (``PREFECT_PROFILES_PATH``, else ``$PREFECT_HOME`` or ``~/.prefect``, ``profiles.toml``)
+    names no ``PREFECT_API_URL``, and the current directory has no ``prefect.toml``, no ``.env``
+    naming ``PREFECT_`` and no ``pyproject.toml`` with ``[tool.prefect``. Otherwise False:
+    Prefect's own settings decide (:func:`prefect_api_available`)."""
+    if "prefect" in sys.modules or any(key.startswith("PREFECT_") for key in os.environ):
+        return False
+    home = Path("~/.prefect").expanduser()
+    checks = [
+        (home / "profiles.toml", "PREFECT_API_URL"),
+        (Path(".env"), "PREFECT_"),
+        (Path("pyproject.toml"), "[tool.prefect"),
+    ]
+    if Path("prefect.toml").exists():
+        return False
+    for path, marker in checks:
+        try:
+            if marker in path.read_text(errors="replace"):
+                return False
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
 
 
 def build(
@@ -489,10 +520,21 @@ class _Invoker:
         # --quiet would still print each failing test): the watcher prints one line per node
         # when progress is wanted, nothing otherwise (DBT_QUIET=true)
         quiet = not self.use_prefect
+        # the models step of build() writes no manifest.json/run_results.json (dbt wrote the
+        # 1.3 MB manifest twice per command, ~0.3 s each here): the checks step right after
+        # writes the same manifest, and mdq writes this step's run results itself below
+        own_results = quiet and command == "build"
         args = dbt_args(
             command,
             dbt_vars=self.dbt_vars,
-            extra=[*extra, "--log-level", "none", "--log-level-file", _file_log_level()]
+            extra=[
+                *extra,
+                "--log-level",
+                "none",
+                "--log-level-file",
+                _file_log_level(),
+                *(["--no-write-json"] if own_results else []),
+            ]
             if quiet
             else extra,
             project_dir=self.project_dir,
@@ -525,7 +567,11 @@ class _Invoker:
                 runner_name, full_parse = "dbt", watcher.full_parse
         if res.exception is not None or res.result is None:
             raise DbtRunError(label, _first_lines(str(res.exception or "no result")))
-        _keep_run_results(dbt_paths(self.project_dir).target_path, command)
+        target = dbt_paths(self.project_dir).target_path
+        if own_results:
+            _write_run_results(res.result, target / f"run_results_{command}.json")
+        else:
+            _keep_run_results(target, command)
         parsed = parse_build_result(res, command=label, runner=runner_name)
         if full_parse is None:
             return parsed
@@ -538,6 +584,19 @@ def _file_log_level() -> str:
     """dbt's file log level: ``DBT_LOG_LEVEL_FILE`` if set, else dbt's default ``debug``
     (an explicit console ``--log-level`` would otherwise lower the file log with it)."""
     return os.environ.get("DBT_LOG_LEVEL_FILE") or "debug"
+
+
+def _write_run_results(result: Any, path: Path) -> None:
+    """Write a dbt command's results as dbt's ``run_results.json`` would hold them, to
+    ``path`` (the models step runs with ``--no-write-json``); a failure is logged, not an error
+    of the run."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.write(str(path))
+    except Exception as exc:  # an artifact for benchmarks, never a reason to fail a check
+        import logging
+
+        logging.getLogger(__name__).warning("could not write %s: %s", path, exc)
 
 
 def _keep_run_results(target: Path, command: str) -> None:
