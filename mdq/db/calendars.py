@@ -48,11 +48,33 @@ def calendars_in_use(conn: psycopg.Connection) -> list[str]:
         Calendar codes, sorted, unique.
     """
     named = {row[0] for row in conn.execute("select distinct calendar from instruments")}
+    # the symbols by a loose index scan of market_data's unique key (one descent per symbol),
+    # then the asset classes of the unlisted ones only: no scan of every candle per check
     unlisted = conn.execute(
         """
+        with recursive symbols as (
+            (select m.symbol from market_data as m order by m.symbol limit 1)
+            union all
+            select following.symbol
+            from symbols
+            cross join lateral (
+                select m.symbol
+                from market_data as m
+                where m.symbol > symbols.symbol
+                order by m.symbol
+                limit 1
+            ) as following
+        ),
+
+        unlisted as (
+            select symbols.symbol
+            from symbols
+            where not exists (select 1 from instruments as i where i.symbol = symbols.symbol)
+        )
+
         select distinct m.asset_class
         from market_data as m
-        where not exists (select 1 from instruments as i where i.symbol = m.symbol)
+        where m.symbol in (select unlisted.symbol from unlisted)
         """
     ).fetchall()
     for (asset_class,) in unlisted:
