@@ -27,6 +27,12 @@ Parts (each a function; a part other helpers add plugs into :data:`PARTS`):
   ``bench/single_pass_scan.sql`` (key duplicates, raw gaps, spikes, last candle per series)
   timed over the loaded rows, against ``mdq check --full`` when ``--check`` is given (a full
   dbt run; minutes at 1M).
+* P3 ``check after +1 day / full check``, next to new rows / all rows: ``mdq check --full``,
+  then ``mdq check`` with no new data (issue 9: the repeat at least 2x faster than the
+  first), then one more day of candles per series COPYed in, ``mdq check`` (incremental by
+  default: only the changed series from a few candles before the new ones), and ``mdq check
+  --full`` over the same rows; with the five slowest dbt nodes of each run (mdq's one line
+  per node).
 
 Peak memory is the benchmark process's maximum resident set (``ru_maxrss``), which includes the
 backfill (it runs in this process); the server's memory is not included.
@@ -45,7 +51,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -236,22 +242,125 @@ def p2_scan(ctx: Context) -> None:
 
 
 def full_check(ctx: Context) -> float:
-    """Seconds of one full ``mdq check`` on the bench database (the CLI, in a subprocess)."""
+    """Seconds of one full ``mdq check --full`` on the bench database (the CLI, in a
+    subprocess)."""
+    return mdq_check(ctx, "--full")[0]
+
+
+def mdq_check(ctx: Context, *args: str) -> tuple[float, list[tuple[float, str]]]:
+    """One ``mdq check`` (the CLI, in a subprocess: dbt parse, models, checks, recording).
+
+    Returns:
+        (seconds, the dbt nodes of the run as (seconds, "<type> <name>"), slowest first,
+        from mdq's one line per node).
+
+    Raises:
+        SystemExit: the check could not run (exit status other than 0 and 1).
+    """
+    import re
     import subprocess
 
-    db = ctx.database
-    env = {
-        **os.environ,
-        "MDQ_DATABASE_URL": db.url() if hasattr(db, "url") else "",
-    }
+    env = {**os.environ, "MDQ_DATABASE_URL": ctx.database.url(), "MDQ_DBT_SCHEMA": "bench"}
+    env.pop("PREFECT_API_URL", None)  # dbt's own runner: the per-node lines below
     started = time.perf_counter()
     proc = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "mdq"), "check", "--full"], env=env, capture_output=True
+        [str(REPO_ROOT / ".venv" / "bin" / "mdq"), "check", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 1):  # 1: findings; anything else: the check itself failed
-        raise SystemExit(f"mdq check failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
-    return seconds
+        raise SystemExit(f"mdq check failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    nodes = [
+        (float(m.group(3)), f"{m.group(1)} {m.group(2)}")
+        for m in re.finditer(
+            r"^\S+\s+(model|test)\s+(\S+?):?(?: \d+ rows)? \(([0-9.]+)s\)$",
+            proc.stdout,
+            re.MULTILINE,
+        )
+    ]
+    return seconds, sorted(nodes, reverse=True)
+
+
+def append_day(ctx: Context, seed: int = 2) -> int:
+    """COPY one more day (1,440 candles) onto the end of every series, each continuing from
+    its last close; returns the rows added."""
+    rng = np.random.default_rng(seed)
+    with connect(ctx.database, autocommit=True) as conn:
+        ends = conn.execute(
+            """
+            select distinct on (symbol) symbol, ts, close
+            from market_data
+            where timeframe = '1m'
+            order by symbol, ts desc
+            """
+        ).fetchall()
+        added = 0
+        with conn.cursor() as cur:
+            with cur.copy(
+                "copy market_data (symbol, asset_class, timeframe, ts, open, high, low, close,"
+                " volume, source) from stdin"
+            ) as copy:
+                for symbol, last_ts, last_close in ends:
+                    close = last_close * np.exp(np.cumsum(rng.standard_normal(1440) * 0.0005))
+                    open_ = np.concatenate([[last_close], close[:-1]])
+                    for k in range(1440):
+                        hi = max(open_[k], close[k]) * 1.0001
+                        lo = min(open_[k], close[k]) * 0.9999
+                        copy.write_row(
+                            (
+                                symbol,
+                                "crypto",
+                                "1m",
+                                last_ts + timedelta(minutes=k + 1),
+                                round(float(open_[k]), 6),
+                                round(float(hi), 6),
+                                round(float(lo), 6),
+                                round(float(close[k]), 6),
+                                500.0,
+                                "bench",
+                            )
+                        )
+                    added += 1440
+        conn.execute("analyze market_data")
+    return added
+
+
+def p3_incremental(ctx: Context) -> None:
+    """P3 (issue 15) and issue 9's repeat goal: a full check, a repeat with no new data, a
+    check after one more day of candles (incremental by default), and a full check of the same
+    rows for comparison."""
+    first_s, first_nodes = mdq_check(ctx, "--full")
+    repeat_s, repeat_nodes = mdq_check(ctx)
+    added = append_day(ctx)
+    with connect(ctx.database, autocommit=True) as conn:
+        row = conn.execute("select count(*) from market_data").fetchone()
+    total = int(row[0]) if row else 0
+    day_s, day_nodes = mdq_check(ctx)
+    full_s, full_nodes = mdq_check(ctx, "--full")
+    ctx.seconds.update(
+        {"P3 first full": first_s, "P3 repeat": repeat_s, "P3 +1 day": day_s, "P3 full": full_s}
+    )
+    share = added / total if total else 0.0
+    ctx.add(
+        "P3 check after +1 day / full check",
+        f"+1 day {day_s:.1f} s, full {full_s:.1f} s; new rows {added:,} of {total:,} ({share:.3f})",
+        f"{day_s / full_s:.2f} next to {share:.3f} (target <= 0.1)",
+    )
+    ctx.add(
+        "P3 repeat, no new data / full check",
+        f"first full {first_s:.1f} s, repeat {repeat_s:.1f} s",
+        f"{repeat_s / first_s:.2f} (first/repeat {first_s / repeat_s:.2f}, target >= 2)",
+    )
+    for label, nodes in (
+        ("full", full_nodes),
+        ("+1 day", day_nodes),
+        ("repeat", repeat_nodes),
+    ):
+        top = ", ".join(f"{name} {sec:.1f}s" for sec, name in nodes[:5])
+        ctx.add(f"P3 slowest nodes, {label}", top or "(no node lines)", "-")
 
 
 def mdq_health(ctx: Context) -> tuple[float, str]:
@@ -305,7 +414,7 @@ def p4_health(ctx: Context) -> None:
 PARTS: list[tuple[str, Callable[[Context], None]]] = [
     ("P1", p1_write),
     ("P2", p2_scan),
-    ("P4", p4_health),
+    ("P3", p3_incremental),
 ]
 
 

@@ -101,9 +101,9 @@ def quality_checks(
             a run with ``as_of`` is a what-if that leaves ``data_anomalies`` untouched.
         symbols: check only these symbols (``mdq check --symbols``); None: all.
         dbt_vars: dbt ``--vars`` (``mdq check --vars``).
-        full: re-read every candle (the weekly ``full-weekly`` deployment, ``mdq check
-            --full``); by default a live run re-reads only what changed since the last
-            successful run (:mod:`mdq.quality`).
+        full: re-read every candle and rebuild the incremental models from scratch (the
+            weekly ``full-weekly`` deployment, ``mdq check --full``); by default a live run
+            re-reads only what changed since the last successful run (:mod:`mdq.quality`).
         shard: ``i/n``: check only the symbols of that shard (``mdq check --shard``).
 
     Returns:
@@ -146,6 +146,7 @@ def _run_in_flow(
                 indirect_selection="empty" if select is not None else None,
                 scope_id=scope.scope_id,
                 shard=shard.label if shard else None,
+                full_refresh=full,
             )
             full_run = select is None and symbols is None
             report = persist_task(

@@ -144,9 +144,9 @@ def check(
     full: bool = typer.Option(
         False,
         "--full",
-        help="Re-read every candle. By default a check re-reads only the series written since "
-        "the last successful check (from a few candles before the first change) and resolves "
-        "only findings inside that range.",
+        help="Re-read every candle and rebuild the incremental models from scratch. By default "
+        "a check re-reads only the series written since the last successful check (from a few "
+        "candles before the first change) and resolves only findings inside that range.",
     ),
     shard: str | None = typer.Option(
         None,
@@ -449,7 +449,8 @@ def docs(
 def serve() -> None:
     """Run the schedules of prefect.yaml in this process (no worker needed).
 
-    Backfill daily 02:00 UTC (one at a time), quality checks after each backfill, health
+    Backfill daily 02:00 UTC (one at a time), quality checks after each backfill (incremental)
+    and a full re-read weekly (Sundays 04:00 UTC), health
     every 6 hours. Needs a Prefect API for the trigger, e.g. `prefect server start`.
     Deployments of the same names registered by `prefect deploy` (for a worker) are replaced;
     `prefect deploy --all` gives them back to the worker."""

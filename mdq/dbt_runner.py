@@ -398,6 +398,7 @@ def build(
     progress: bool | None = None,
     scope_id: str | None = None,
     shard: str | None = None,
+    full_refresh: bool = False,
 ) -> DbtBuildResult:
     """Build the models, then run the checks; typed results, failing tests are data.
 
@@ -436,6 +437,8 @@ def build(
             ``read_from``; None: every candle.
         shard: ``i/n`` (environment ``MDQ_SHARD``): keep only the rows of the project's
             checks whose symbol falls in that shard; None: all.
+        full_refresh: rebuild the incremental models from scratch (dbt ``--full-refresh``;
+            ``mdq check --full``).
 
     Returns:
         The typed results of both invocations (``tests`` from the second).
@@ -462,7 +465,11 @@ def build(
     }
     run = _Invoker(database, schema, dbt_vars, env, project_dir, use_prefect, progress)
 
-    models = run("build", [*selection, *_exclude(exclude, ["resource_type:test", *no_unit_tests])])
+    refresh = ["--full-refresh"] if full_refresh else []
+    models = run(
+        "build",
+        [*selection, *refresh, *_exclude(exclude, ["resource_type:test", *no_unit_tests])],
+    )
     failed = [node.name for node in models.failed_nodes if node.resource_type != "unit_test"]
     check_args = [
         *selection,

@@ -17,7 +17,8 @@ were inserted, updated or deleted since the last successful run of the whole pro
 change log of migration 130, :mod:`mdq.db.check_scope`): the calendar checks (gaps,
 duplicates, misalignment, out-of-session: :data:`SCOPED_CHECKS`) read those series from a few
 candles before the first change, and only their findings inside that range can be resolved;
-``full=True`` (``mdq check --full``), a run with ``as_of``, the first run and a run without
+``full=True`` (``mdq check --full``, which also rebuilds the incremental models from scratch:
+dbt ``--full-refresh``), a run with ``as_of``, the first run and a run without
 the change log re-read everything. ``shard`` (``mdq check --shard i/n``) keeps only the
 findings of the symbols whose hash falls in the shard, and resolves only those.
 
@@ -199,8 +200,9 @@ def run_quality_checks(
             here.
         symbols: check only these symbols: the checks keep only their rows (dbt's verdict
             too), only their anomalies are recorded, resolved and counted; None: all.
-        full: re-read every candle (``mdq check --full``); otherwise a live run re-reads
-            only what changed since the last successful run (module docstring).
+        full: re-read every candle and rebuild the incremental models from scratch (``mdq
+            check --full``); otherwise a live run re-reads only what changed since the last
+            successful run (module docstring).
         shard: check only this shard's symbols (``mdq check --shard i/n``): its findings are
             recorded, resolved and counted, the other shards' are left alone.
 
@@ -237,6 +239,7 @@ def run_quality_checks(
                 dbt_vars=dbt_vars,
                 symbols=symbols,
                 scope=scope,
+                full_refresh=full,
             )
             return persist_build_result(
                 database,
@@ -310,6 +313,7 @@ def build_checks(
     dbt_vars: Mapping[str, Any] | None = None,
     symbols: Sequence[str] | None = None,
     scope: CheckScope | None = None,
+    full_refresh: bool = False,
 ) -> dbt.DbtBuildResult:
     """Refresh the trading sessions, then ``dbt build`` the checks (nothing is persisted).
 
@@ -324,6 +328,7 @@ def build_checks(
         dbt_vars: dbt ``--vars`` (a change makes dbt re-parse the project).
         symbols: keep only these symbols' rows of the checks (None: all).
         scope: what the run re-reads and its shard (:func:`begin_scope`; None: everything).
+        full_refresh: rebuild the incremental models from scratch (``mdq check --full``).
 
     Raises:
         DbtRunError: dbt could not run at all.
@@ -342,6 +347,7 @@ def build_checks(
         use_prefect=use_prefect,
         scope_id=scope.scope_id if scope else None,
         shard=scope.shard.label if scope and scope.shard else None,
+        full_refresh=full_refresh,
     )
 
 
