@@ -253,7 +253,11 @@ def write_scope(
             "context": CONTEXT_CANDLES,
         },
     )
-    return scope_id, max(cursor.rowcount, 0)
+    series = max(cursor.rowcount, 0)
+    # fresh statistics: the checks join it to market_data (a table never analysed looks
+    # empty to the planner, which then picks nested loops over every re-read candle)
+    conn.execute("analyze check_scopes")
+    return scope_id, series
 
 
 def drop_scope(conn: psycopg.Connection, scope_id: str) -> None:

@@ -52,3 +52,6 @@ def test_prefect_deploy_registers_schedules_and_the_trigger(prefect_harness: Non
             assert [s.schedule.cron for s in daily.schedules] == ["0 2 * * *"]
             assert daily.global_concurrency_limit is not None
             assert daily.global_concurrency_limit.limit == 1
+            weekly = client.read_deployment_by_name("quality-checks/full-weekly")
+            assert [s.schedule.cron for s in weekly.schedules] == ["0 4 * * 0"]
+            assert weekly.parameters == {"full": True}

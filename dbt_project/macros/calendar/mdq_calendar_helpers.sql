@@ -198,15 +198,24 @@
             >= {{ mdq_as_of() }} - make_interval(days => {{ lookback }})
         {%- endif %}
         {%- if scope_id %}
+            {#- the overall lower bound, read now and written as a literal: the
+                planner then estimates the rows from market_data's statistics
+                (a subquery bound is a run-time parameter, estimated at a few
+                thousand rows whatever it is: nested loops over every re-read
+                candle, 4.7 s instead of 0.1 s for one new day at 1M) -#}
+            {%- set bound_rows = run_query(
+                "select min(read_from)::text from " ~ scope_relation
+                ~ " where scope_id = '" ~ scope_id ~ "'") -%}
+            {%- set bound = bound_rows.columns[0].values()[0] if bound_rows else none %}
             -- incremental run: only the re-read range of the changed series; the
             -- overall lower bound is implied by the exists below and lets PostgreSQL
-            -- skip the older monthly partitions of market_data at run time (migration
-            -- 110; bench/bench_partitions.py "scoped re-read")
-            and {{ ts_column }} >= (
-                select min(mdq_scope_bound.read_from)
-                from {{ scope_relation }} as mdq_scope_bound
-                where mdq_scope_bound.scope_id = '{{ scope_id }}'
-            )
+            -- skip the older monthly partitions of market_data (migration 110;
+            -- bench/bench_partitions.py "scoped re-read")
+            {%- if bound is none %}
+            and false
+            {%- else %}
+            and {{ ts_column }} >= {{ mdq_literal(bound | string) }}::timestamptz
+            {%- endif %}
             and exists (
                 select 1
                 from {{ scope_relation }} as mdq_scope
