@@ -21,12 +21,14 @@ Run (about 3 minutes on 2 busy cores)::
 
     .venv/bin/python bench/bench_repeat_check.py
 
-Measured here (sample data: 40,872 candles in 8 series; embedded PostgreSQL; 2 cores with a
-load average of 7-12 from other jobs): the repeat no longer re-parses (dbt's log), but the
-goal of a repeat at least 2x faster than the first was NOT shown: wall-clock ratios ranged
-0.5-1.8 and the mdq process's CPU ratio was 1.18 (first 17.0 s, repeat median 14.4 s). On
-this small data a full parse costs a few CPU seconds; process start-up, the calendar refresh
-and the checks' queries dominate. Re-measure on an idle machine and larger data.
+Measured here (sample data: 40,872 candles in 8 series; embedded PostgreSQL; 2 shared cores,
+load average 4-6), after the checks became incremental (issue 15: a repeat with no new data
+re-reads no candle in the calendar checks) and the sessions stopped being rebuilt: first 9.5 s
+wall (6.3 s CPU), repeat with no new data median 6.2 s (4.2 s CPU): first/repeat 1.53 wall,
+1.50 CPU; with changed vars (full re-parse) 1.14. The 2x goal is not shown on this small data
+(dbt's own floor of ~2 s per invocation, two invocations); at 1M candles
+``bench/bench_scale.py --parts P1,P2,P3`` measured first full 31.1 s vs repeat 15.5 s (2.00).
+Earlier (before those changes) the ratios were 0.5-1.8 wall, 1.18 CPU.
 
 The server is ``MDQ_DATABASE_URL`` when set, else the embedded server under ``.mdq-bench``. The
 database ``mdq_bench_<random>`` is dropped at the end unless ``--keep``.
