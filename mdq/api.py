@@ -160,6 +160,8 @@ def check(
     database: Database | None = None,
     use_prefect: bool = False,
     record: bool | None = None,
+    full: bool = False,
+    shard: str | None = None,
 ) -> QualityReport:
     """Run the dbt checks and record their findings in ``data_anomalies`` (``mdq check``;
     :func:`mdq.quality.run_quality_checks`).
@@ -172,6 +174,9 @@ def check(
         select: dbt selection, e.g. ``["+tag:gaps"]`` (None: the whole project).
         database: the database (default: the configured one, migrated).
         use_prefect: run dbt through prefect-dbt (each node a Prefect task); needs a Prefect API.
+        full: re-read every candle and rebuild the incremental models (``mdq check --full``);
+            by default a live run re-reads only what changed since the last successful run.
+        shard: ``"i/n"``: only the symbols of that shard (``mdq check --shard``).
 
     Returns:
         The report: ``verdict`` (``ok``, ``anomalies``, ``broken``), ``open_errors``,
@@ -181,10 +186,12 @@ def check(
         DbtRunError: dbt could not run at all.
         DatabaseUnreachable: PostgreSQL is down.
         RecordBackwards: ``record`` with an ``as_of`` before the latest recorded run's.
-        ValueError: a naive ``as_of``.
+        ValueError: a naive ``as_of``, or ``shard`` not ``i/n`` with 1 <= i <= n.
     """
+    from mdq.db.check_scope import Shard
     from mdq.quality import run_quality_checks
 
+    parsed = Shard.parse(shard) if shard is not None else None
     with _database(database) as target:
         return run_quality_checks(
             target,
@@ -193,6 +200,8 @@ def check(
             select=select,
             use_prefect=use_prefect,
             record=record,
+            full=full,
+            shard=parsed,
         )
 
 
