@@ -10,8 +10,10 @@ next incremental run reads every change from that transaction id on, so a write 
 while a run is under way is read by the next run (possibly twice, never missed).
 
 An incremental run writes its scope to ``check_scopes`` (one row per series: ``read_from``,
-the third candle before the first changed one, the context of the gap check) under a
-``scope_id``; the calendar checks read only candles at or after ``read_from`` of those
+the third candle before the first changed one, the context of the gap check; widened to every
+series of the same venue and timeframe from the venue's earliest ``read_from``, so that the
+venue-outage classing sees the other symbols' holes) under a ``scope_id``; the calendar checks
+read only candles at or after ``read_from`` of those
 series (macro ``mdq_sessionized_candles``), and only their findings inside that range are
 resolved by absence (:func:`mdq.db.anomalies.persist_findings`).
 
@@ -32,6 +34,7 @@ from typing import Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 #: Candles read before the first changed one of a series: the gap check's context (the
 #: previous in-session candle; two more in case the nearest are out of session).
@@ -253,11 +256,115 @@ def write_scope(
             "context": CONTEXT_CANDLES,
         },
     )
-    series = max(cursor.rowcount, 0)
+    if max(cursor.rowcount, 0):
+        _widen_to_venues(conn, scope_id)
+    row = conn.execute(
+        "select count(*) from check_scopes where scope_id = %s", (scope_id,)
+    ).fetchone()
+    series = int(row[0]) if row else 0
     # fresh statistics: the checks join it to market_data (a table never analysed looks
     # empty to the planner, which then picks nested loops over every re-read candle)
     conn.execute("analyze check_scopes")
     return scope_id, series
+
+
+def _widen_to_venues(conn: psycopg.Connection, scope_id: str) -> None:
+    """Re-read every series of a changed series' venue and timeframe from the venue's
+    earliest ``read_from`` (and its context candles).
+
+    The gap check classes a hole ``venue_outage`` when another symbol of the same venue
+    (``instruments.exchange``, else the calendar, as in ``mdq_sessionized_candles``) has an
+    overlapping hole: both holes must be read for the incremental run to class it as a full run
+    does. Shards and ``--symbols`` runs widen too (the other series' rows are read, not
+    reported: the output filters keep only the run's own).
+    """
+    from mdq.calendars import DEFAULT_CALENDAR_BY_ASSET_CLASS
+
+    conn.execute(
+        """
+        with recursive series as (
+            -- a loose index scan of market_data's unique key: one descent per series
+            (
+                select m.symbol, m.timeframe
+                from market_data as m
+                order by m.symbol, m.timeframe
+                limit 1
+            )
+            union all
+            select following.symbol, following.timeframe
+            from series
+            cross join lateral (
+                select m.symbol, m.timeframe
+                from market_data as m
+                where (m.symbol, m.timeframe) > (series.symbol, series.timeframe)
+                order by m.symbol, m.timeframe
+                limit 1
+            ) as following
+        ),
+
+        labelled as (
+            select
+                series.symbol,
+                series.timeframe,
+                coalesce(
+                    instruments.exchange,
+                    instruments.calendar,
+                    %(defaults)s::jsonb ->> (
+                        select m.asset_class
+                        from market_data as m
+                        where m.symbol = series.symbol and m.timeframe = series.timeframe
+                        limit 1
+                    )
+                ) as venue
+            from series
+            left join instruments on instruments.symbol = series.symbol
+        ),
+
+        venues as (
+            select labelled.venue, labelled.timeframe, min(scopes.read_from) as venue_from
+            from check_scopes as scopes
+            inner join labelled
+                on labelled.symbol = scopes.symbol and labelled.timeframe = scopes.timeframe
+            where scopes.scope_id = %(scope)s and labelled.venue is not null
+            group by labelled.venue, labelled.timeframe
+        ),
+
+        widened as (
+            select
+                labelled.symbol,
+                labelled.timeframe,
+                coalesce(
+                    (
+                        select min(previous.ts)
+                        from (
+                            select m.ts
+                            from market_data as m
+                            where m.symbol = labelled.symbol
+                                and m.timeframe = labelled.timeframe
+                                and m.ts < venues.venue_from
+                            order by m.ts desc
+                            limit %(context)s
+                        ) as previous
+                    ),
+                    venues.venue_from
+                ) as read_from
+            from labelled
+            inner join venues
+                on venues.venue = labelled.venue and venues.timeframe = labelled.timeframe
+        )
+
+        insert into check_scopes as scopes (scope_id, symbol, timeframe, read_from)
+        select %(scope)s, symbol, timeframe, read_from
+        from widened
+        on conflict (scope_id, symbol, timeframe) do update
+            set read_from = least(scopes.read_from, excluded.read_from)
+        """,
+        {
+            "scope": scope_id,
+            "defaults": Jsonb(dict(DEFAULT_CALENDAR_BY_ASSET_CLASS)),
+            "context": CONTEXT_CANDLES,
+        },
+    )
 
 
 def drop_scope(conn: psycopg.Connection, scope_id: str) -> None:

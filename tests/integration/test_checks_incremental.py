@@ -218,7 +218,8 @@ def test_a_deleted_candle_is_a_change_the_next_run_judges(
     )
     t3 = T0 + timedelta(days=3)
     report = run(idb, t3)
-    assert report.scope == "incremental: 1 series re-read", report.scope
+    # NVDA changed; its venue mates (XNYS, same timeframe) are re-read with it (venue outages)
+    assert report.scope == f"incremental: {len(SERIES)} series re-read", report.scope
     resolved = iconn.execute(
         "select check_name from data_anomalies where resolved_at = %s order by 1", (t3,)
     ).fetchall()
@@ -268,3 +269,67 @@ def test_a_bad_shard_is_one_line_and_exit_2(value: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "--shard" in lines[0], result.output
+
+
+def test_a_new_hole_shared_with_an_old_hole_of_the_venue_is_a_venue_outage(
+    idb: Database, iconn: psycopg.Connection
+) -> None:
+    """VENB's hole was written (and judged a plain gap) before VENA's candles around it
+    arrived: the incremental run re-reads VENB with its venue mate and classes both holes as a
+    full run does."""
+    hole = ("2026-07-30T17:00:00Z", "2026-07-30T17:20:00Z")
+    rows = _rows()
+
+    def copy_of(symbol: str, until: str) -> list[dict[str, Any]]:
+        return [
+            {**r, "symbol": symbol}
+            for r in rows
+            if r["symbol"] == "AAPL"
+            and r["ts"] < _at(until)
+            and not _inside(r, ("AAPL", *hole))
+        ]
+
+    vena_first = copy_of("VENA", "2026-07-30T00:00:00Z")
+    iconn.execute(
+        "insert into instruments (symbol, asset_class, exchange, calendar) values "
+        "('VENA', 'stock', 'XTEST', 'XNYS'), ('VENB', 'stock', 'XTEST', 'XNYS')"
+    )
+    insert_candles(iconn, _csv(copy_of("VENB", "2026-07-31T00:00:00Z") + vena_first))
+    t6 = T0 + timedelta(days=6)
+    run(idb, t6)
+    types = {
+        v[2]: v[1]
+        for v in found_at(iconn, t6).values()
+        if v[0] == "candle_gaps" and v[3] == _at(hole[0])
+    }
+    assert types == {"VENB": "gap"}  # VENA's candles end before it
+
+    later = [
+        r for r in copy_of("VENA", "2026-07-31T00:00:00Z") if r["ts"] >= _at("2026-07-30T00:00:00Z")
+    ]
+    insert_candles(iconn, _csv(later))
+    t7 = T0 + timedelta(days=7)
+    report = run(idb, t7)
+    assert report.scope.startswith("incremental"), report.scope
+    now = {
+        v[2]: v[1]
+        for v in found_at(iconn, t7).values()
+        if v[0] == "candle_gaps" and v[3] == _at(hole[0])
+    }
+    assert now == {"VENA": "venue_outage", "VENB": "venue_outage"}
+    (resolved,) = iconn.execute(
+        "select anomaly_type from data_anomalies where resolved_at = %s and symbol = 'VENB'"
+        " and check_name = 'candle_gaps'",
+        (t7,),
+    ).fetchall()
+    assert resolved == ("gap",)
+
+    t8 = T0 + timedelta(days=8)
+    full = run(idb, t8, full=True)
+    assert full.resolved == 0
+    again = {
+        v[2]: v[1]
+        for v in found_at(iconn, t8).values()
+        if v[0] == "candle_gaps" and v[3] == _at(hole[0])
+    }
+    assert again == now
