@@ -284,9 +284,7 @@ def test_a_new_hole_shared_with_an_old_hole_of_the_venue_is_a_venue_outage(
         return [
             {**r, "symbol": symbol}
             for r in rows
-            if r["symbol"] == "AAPL"
-            and r["ts"] < _at(until)
-            and not _inside(r, ("AAPL", *hole))
+            if r["symbol"] == "AAPL" and r["ts"] < _at(until) and not _inside(r, ("AAPL", *hole))
         ]
 
     vena_first = copy_of("VENA", "2026-07-30T00:00:00Z")
