@@ -159,13 +159,25 @@ class PrefectServer:
     # -- flow runs -------------------------------------------------------------------------
 
     def flow_runs(self, flow: str) -> list[Any]:
-        """Runs of one flow, oldest first."""
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        """Runs of one flow that have left the schedule (a cron deployment's future runs,
+        e.g. quality-checks/full-weekly's, wait in SCHEDULED), oldest first."""
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
         from prefect.client.schemas.sorting import FlowRunSort
 
+        started = FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED]))
+        )
         return self.api(
             lambda c: c.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
+                flow_run_filter=started,
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC,
             )
         )
