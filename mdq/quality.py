@@ -15,8 +15,10 @@ work as a plain function (the CLI uses it when no Prefect API is around);
 **Incremental by default.** A live run (no ``as_of``) re-reads only the series whose candles
 were inserted, updated or deleted since the last successful run of the whole project (the
 change log of migration 130, :mod:`mdq.db.check_scope`): the calendar checks (gaps,
-duplicates, misalignment, out-of-session: :data:`SCOPED_CHECKS`) read those series from a few
-candles before the first change, and only their findings inside that range can be resolved;
+duplicates, misalignment, out-of-session) and the price checks (outliers, wicks, splits, unit
+changes, fillers, OHLC integrity: :data:`SCOPED_CHECKS`) read those series from a few candles
+before the first change, and only their findings inside that range can be resolved; staleness
+reads the last in-session candle of every series by index;
 ``full=True`` (``mdq check --full``, which also rebuilds the incremental models from scratch:
 dbt ``--full-refresh``), a run with ``as_of``, the first run and a run without
 the change log re-read everything. ``shard`` (``mdq check --shard i/n``) keeps only the
@@ -59,11 +61,26 @@ CHECK_FAMILY_TAGS: dict[str, str] = {
     "check_staleness": "staleness",
 }
 
-#: The generic tests that read only an incremental run's scope (macro
-#: ``mdq_sessionized_candles`` with its look-back applied): their findings are resolved only
-#: inside what the run re-read. The other checks re-read their whole input every run.
+#: The generic tests that read only an incremental run's scope: the calendar checks (macro
+#: ``mdq_sessionized_candles`` with its look-back applied), the price checks (macros
+#: ``price_check_ctes`` and ``mdq_check_scope_findings``) and ``ohlc_integrity``
+#: (``mdq_check_scope_rows``). Their findings are resolved only inside what the run re-read.
+#: The others judge every series each run: ``candle_staleness`` (the last in-session candle of
+#: every series by index on an incremental run), ``future_candles`` (candles after as_of only),
+#: the dbt schema tests.
 SCOPED_CHECKS = frozenset(
-    {"candle_gaps", "duplicate_candles", "misaligned_candles", "out_of_session_candles"}
+    {
+        "candle_gaps",
+        "duplicate_candles",
+        "misaligned_candles",
+        "out_of_session_candles",
+        "price_outliers",
+        "wick_outliers",
+        "split_suspects",
+        "unit_changes",
+        "flat_filler_candles",
+        "ohlc_integrity",
+    }
 )
 
 #: At most this many failing rows are read per test; a test with more is not resolved by

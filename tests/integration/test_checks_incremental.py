@@ -48,6 +48,12 @@ NEW_HOLE = ("MSFT", "2026-08-05T16:00:00Z", "2026-08-05T16:06:00Z")
 CONTEXT_HOLE = ("AMZN", "2026-08-03T19:50:00Z", "2026-08-03T19:59:00Z")
 #: an off-grid candle in the new data: misaligned, and a second candle in its slot
 OFF_GRID = ("NVDA", "2026-08-04T15:10:30Z")
+#: bad prints (close x 1.25, undone by the next candle: price_outliers), one in the old data
+#: and one in the new
+OLD_SPIKE = ("AAPL", "2026-07-31T15:30:00Z")
+NEW_SPIKE = ("MSFT", "2026-08-05T17:30:00Z")
+#: a new candle whose high lies below its low (ohlc_integrity)
+NEW_BAD_HIGH = ("NVDA", "2026-08-04T18:00:00Z")
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -57,12 +63,19 @@ def _rows() -> list[dict[str, Any]]:
     for symbol, factor in SERIES.items():
         for line in raw:
             ts = datetime.fromisoformat(line["datetime"]).astimezone(UTC)
+            open_, high, low, close = (
+                float(line[k]) * factor for k in ("open", "high", "low", "close")
+            )
+            if (symbol, ts) in {(s, _at(t)) for s, t in (OLD_SPIKE, NEW_SPIKE)}:
+                close *= 1.25
+                high = close
+            if (symbol, ts) == (NEW_BAD_HIGH[0], _at(NEW_BAD_HIGH[1])):
+                high = low * 0.999
             rows.append(
                 {
                     "symbol": symbol,
                     "ts": ts,
-                    "values": [float(line[k]) * factor for k in ("open", "high", "low", "close")]
-                    + [float(line["volume"])],
+                    "values": [open_, high, low, close, float(line["volume"])],
                 }
             )
     return rows
@@ -149,6 +162,8 @@ def test_the_first_live_run_is_full_and_finds_the_old_hole(
     assert report.verdict != "broken", report.broken
     gaps = {v[2:4] for v in found_at(iconn, T0).values() if v[0] == "candle_gaps"}
     assert (OLD_HOLE[0], _at(OLD_HOLE[1])) in gaps
+    outliers = {v[2:4] for v in found_at(iconn, T0).values() if v[0] == "price_outliers"}
+    assert (OLD_SPIKE[0], _at(OLD_SPIKE[1])) in outliers
 
 
 def test_an_incremental_run_finds_what_a_full_run_finds_in_the_new_rows(
@@ -197,6 +212,15 @@ def test_an_incremental_run_finds_what_a_full_run_finds_in_the_new_rows(
     types = {(v[0], v[2]) for v in incremental.values()}
     assert ("misaligned_candles", OFF_GRID[0]) in types
     assert ("duplicate_candles", OFF_GRID[0]) in types
+    # the price checks re-judged the new rows: the new bad print and the bad high ...
+    starts = {(v[0], v[2], v[3]) for v in incremental.values()}
+    assert ("price_outliers", NEW_SPIKE[0], _at(NEW_SPIKE[1])) in starts
+    assert ("ohlc_integrity", NEW_BAD_HIGH[0], _at(NEW_BAD_HIGH[1])) in starts
+    # ... and left the old bad print open without judging it again
+    (old_spike,) = [
+        k for k, v in after.items() if v[:4] == ("price_outliers", "outlier", *_old_spike())
+    ]
+    assert after[old_spike][-1] == T0
 
     t2 = t1 + timedelta(days=1)
     full = run(idb, t2, full=True)
@@ -208,6 +232,14 @@ def test_an_incremental_run_finds_what_a_full_run_finds_in_the_new_rows(
         if v[0] in SCOPED_CHECKS and v[3] >= read_from[v[2]]
     }
     assert in_range == incremental
+    # (the price findings among them, named: the comparison covers the price checks)
+    assert {v[0] for v in in_range.values()} >= {"price_outliers", "ohlc_integrity"}
+    # the old bad print is still there in a full run, and was open all along
+    assert old_spike in found_at(iconn, t2)
+
+
+def _old_spike() -> tuple[str, datetime]:
+    return OLD_SPIKE[0], _at(OLD_SPIKE[1])
 
 
 def test_a_deleted_candle_is_a_change_the_next_run_judges(
@@ -331,3 +363,38 @@ def test_a_new_hole_shared_with_an_old_hole_of_the_venue_is_a_venue_outage(
         if v[0] == "candle_gaps" and v[3] == _at(hole[0])
     }
     assert again == now
+
+
+def test_a_series_with_no_new_candles_is_still_stale_on_an_incremental_run(
+    idb: Database, iconn: psycopg.Connection
+) -> None:
+    """Staleness reads the last in-session candle of every series by index on an incremental
+    run: a dead feed (no change at all) is reported as a full run reports it."""
+    iconn.execute(
+        "insert into instruments (symbol, asset_class, exchange, calendar) values "
+        "('DEAD', 'stock', 'XDEAD', 'XNYS')"
+    )
+    dead = [
+        {**r, "symbol": "DEAD"}
+        for r in _rows()
+        if r["symbol"] == "AAPL" and r["ts"] < _at("2026-07-30T00:00:00Z")
+    ]
+    insert_candles(iconn, _csv(dead))
+    t9 = T0 + timedelta(days=9)
+    run(idb, t9)
+    # a change to another series only: DEAD is not re-read
+    iconn.execute(
+        "update market_data set volume = volume + 1 where symbol = 'AAPL' and ts = %s",
+        (_at("2026-08-05T15:00:00Z"),),
+    )
+    t10 = T0 + timedelta(days=10)
+    report = run(idb, t10)
+    # AAPL and its venue mates (XNYS); not DEAD (venue XDEAD)
+    assert report.scope == f"incremental: {len(SERIES)} series re-read", report.scope
+    stale = {v[2]: v[3] for v in found_at(iconn, t10).values() if v[0] == "candle_staleness"}
+    last_dead = max(r["ts"] for r in dead)
+    assert stale.get("DEAD") == last_dead, stale
+    t11 = T0 + timedelta(days=11)
+    run(idb, t11, full=True)
+    full_stale = {v[2]: v[3] for v in found_at(iconn, t11).values() if v[0] == "candle_staleness"}
+    assert full_stale == stale  # every series, same last candle

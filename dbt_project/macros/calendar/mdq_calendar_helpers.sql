@@ -380,3 +380,138 @@
             and candles.session_date = sessions.session_date
     )
 {% endmacro %}
+
+
+{% macro mdq_last_in_session_candles(
+    model,
+    symbol_column='symbol',
+    asset_class_column='asset_class',
+    timeframe_column='timeframe',
+    ts_column='ts'
+) %}
+    {#-
+        A parenthesised subquery (usable as a relation) with the last
+        in-session candle before as_of of every series of `model`, found by
+        index look-ups instead of a scan of every candle: the series by a
+        loose index scan of (symbol, timeframe) (one index probe per series,
+        a recursive CTE), then per series a backward index scan of its
+        candles joined to its calendar's session of each candle's session
+        date (unique index of the session enumerations), stopping at the
+        first candle inside a session. The same rule as mdq.db.health's
+        series_staleness (`mdq health`) and as is_in_session of
+        mdq_sessionized_candles: a session of the candle's calendar, timeframe
+        and grid on its session date, and (1d) or open_at <= ts < close_at.
+        Cost: a few index probes per series plus the out-of-session candles
+        after each series' last in-session one (e.g. synthetic weekend FX
+        candles); a series with none is absent, as in a scan.
+
+        Calendar: instruments.calendar of the symbol, else var
+        `calendar_by_asset_class` for the asset class of the series' newest
+        candle (mdq_default_calendar). Grid: series_labels.intraday_grid
+        ('session' when absent, and for 1d).
+
+        Args:
+            model: the candle relation (an index on symbol, timeframe, ts
+                under it: market_data's).
+            symbol_column, asset_class_column, timeframe_column, ts_column:
+                its columns; the subquery has columns of the same names.
+
+        Returns:
+            SQL text `( ... )`: one row per series with a candle in a session
+            before as_of.
+    -#}
+    (
+        with recursive mdq_series as (
+            (
+                select
+                    mdq_first.{{ symbol_column }}::text as symbol,
+                    mdq_first.{{ timeframe_column }}::text as timeframe
+                from {{ model }} as mdq_first
+                order by mdq_first.{{ symbol_column }}, mdq_first.{{ timeframe_column }}
+                limit 1
+            )
+            union all
+            select mdq_following.symbol, mdq_following.timeframe
+            from mdq_series
+            cross join lateral (
+                select
+                    mdq_next.{{ symbol_column }}::text as symbol,
+                    mdq_next.{{ timeframe_column }}::text as timeframe
+                from {{ model }} as mdq_next
+                where (mdq_next.{{ symbol_column }}, mdq_next.{{ timeframe_column }})
+                    > (mdq_series.symbol, mdq_series.timeframe)
+                order by mdq_next.{{ symbol_column }}, mdq_next.{{ timeframe_column }}
+                limit 1
+            ) as mdq_following
+        ),
+
+        mdq_series_calendared as (
+            select
+                mdq_series.symbol,
+                mdq_series.timeframe,
+                mdq_newest.asset_class,
+                coalesce(
+                    mdq_instruments.calendar,
+                    {{ mdq_default_calendar('mdq_newest.asset_class') }}
+                ) as calendar,
+                case
+                    when mdq_series.timeframe = '1d' then 'session'
+                    else coalesce(mdq_labels.intraday_grid, 'session')
+                end as grid
+            from mdq_series
+            cross join lateral (
+                select mdq_last.{{ asset_class_column }}::text as asset_class
+                from {{ model }} as mdq_last
+                where mdq_last.{{ symbol_column }} = mdq_series.symbol
+                    and mdq_last.{{ timeframe_column }} = mdq_series.timeframe
+                    and mdq_last.{{ ts_column }} < {{ mdq_as_of() }}
+                order by mdq_last.{{ ts_column }} desc
+                limit 1
+            ) as mdq_newest
+            left join {{ ref('stg_market__instruments') }} as mdq_instruments
+                on mdq_series.symbol = mdq_instruments.symbol
+            left join {{ ref('stg_market__series_labels') }} as mdq_labels
+                on mdq_series.symbol = mdq_labels.symbol
+                and mdq_series.timeframe = mdq_labels.timeframe
+        )
+
+        select
+            mdq_series_calendared.symbol as {{ symbol_column }},
+            mdq_found.asset_class as {{ asset_class_column }},
+            mdq_series_calendared.timeframe as {{ timeframe_column }},
+            mdq_found.ts as {{ ts_column }}
+        from mdq_series_calendared
+        inner join {{ ref('stg_market__trading_calendars') }} as mdq_calendars
+            on mdq_series_calendared.calendar = mdq_calendars.calendar
+        cross join lateral (
+            select
+                mdq_candle.{{ ts_column }}::timestamptz as ts,
+                mdq_candle.{{ asset_class_column }}::text as asset_class
+            from {{ model }} as mdq_candle
+            inner join (
+                select * from {{ ref('int_trading_sessions_enumerated') }}
+                union all
+                select * from {{ ref('int_trading_sessions_clock_enumerated') }}
+            ) as mdq_sessions
+                on mdq_sessions.calendar = mdq_series_calendared.calendar
+                and mdq_sessions.timeframe = mdq_series_calendared.timeframe
+                and mdq_sessions.grid = mdq_series_calendared.grid
+                and mdq_sessions.session_date = (
+                    (mdq_candle.{{ ts_column }} at time zone mdq_calendars.timezone)
+                    + make_interval(hours => mdq_calendars.day_rollover_hours)
+                )::date
+            where mdq_candle.{{ symbol_column }} = mdq_series_calendared.symbol
+                and mdq_candle.{{ timeframe_column }} = mdq_series_calendared.timeframe
+                and mdq_candle.{{ ts_column }} < {{ mdq_as_of() }}
+                and (
+                    mdq_series_calendared.timeframe = '1d'
+                    or (
+                        mdq_candle.{{ ts_column }} >= mdq_sessions.open_at
+                        and mdq_candle.{{ ts_column }} < mdq_sessions.close_at
+                    )
+                )
+            order by mdq_candle.{{ ts_column }} desc
+            limit 1
+        ) as mdq_found
+    )
+{%- endmacro %}

@@ -28,6 +28,27 @@
         instead of recomputing the windows and the block scales, and the
         known splits come from int_candle_splits_matched.
 
+    Incremental runs (`mdq check` without --full, macro mdq_check_scope_id),
+    with scored_model: only the series of market.check_scopes are read, from
+    price_scope_context_candles() candles before their read_from (the third
+    candle before the first change) on, and each test reports only findings
+    with ts_start >= read_from (macro mdq_check_scope_findings), the range in
+    which mdq resolves them (mdq.quality.SCOPED_CHECKS). Why that is enough:
+    a candle's judgement in int_candles_scored depends only on the candle,
+    its previous close (lag) and its block's scale in
+    int_candle_scales_estimated, which the incremental price models have
+    already brought up to date for the changed blocks; the tests add the
+    neighbours: the next candle (recovery, level held, split and unit
+    persistence: all after it, so read), the previous candle's outlier move
+    (recovery, split prior outlier) and a unit step up to
+    mdq_unit_change_persist_candles candles before (in the context candles,
+    which are read but not reported: their own context is cut). Not re-judged
+    by an incremental run (the weekly --full run does): candles before
+    read_from whose block scale moved because new candles joined the block,
+    and provisional split or unit findings before read_from that later
+    candles confirm or refute; a flat-filler run that began at or before the
+    first context candle (test flat_filler_candles).
+
     Raises a compiler error when lookback is not a string.
 -#}
 {% macro price_check_ctes(model, lookback=none, is_final_column='is_final', scored_model=none) %}
@@ -40,10 +61,15 @@
 -- not materialized, so that each test's filters reach the view
 price_features as not materialized (
     select *
-    from {{ scored_model }}
+    from {{ scored_model }} as mdq_scored
+    where true
     {%- if lookback %}
-    where ts >= {{ price_check_as_of() }} - '{{ lookback | replace("'", "") }}'::interval
+        and ts >= {{ price_check_as_of() }} - '{{ lookback | replace("'", "") }}'::interval
     {%- endif %}
+    {#- incremental run: the changed series from price_scope_context_candles()
+        candles before their read_from (docstring above) -#}
+    {{ mdq_check_scope_rows('mdq_scored', ref('int_candle_features_computed'),
+                            price_scope_context_candles()) }}
 ),
 
 price_split_matches as not materialized (

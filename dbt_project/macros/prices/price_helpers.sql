@@ -154,3 +154,14 @@
         {{ before_ts }}
     )
 {% endmacro %}
+
+{#-
+    price_scope_context_candles()
+
+    How many candles before an incremental run's read_from the price tests
+    read as context (macro price_check_ctes): 8, more than the previous
+    candle (recoveries, split prior outliers) and the default
+    mdq_unit_change_persist_candles (5: a unit step undoing one that recent
+    is a bad print). Returns an integer.
+-#}
+{% macro price_scope_context_candles() %}{{ return(8) }}{% endmacro %}

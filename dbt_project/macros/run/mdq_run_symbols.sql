@@ -132,3 +132,97 @@ where true
     -#}
     mod(('x' || left(md5({{ symbol }}), 8))::bit(32)::bigint, {{ shard_count | int }})
 {%- endmacro %}
+
+
+{% macro mdq_check_scope_rows(alias, context_relation=none, context_candles=0) %}
+    {#-
+        SQL text `and ...` restricting the rows of `alias` (columns symbol,
+        timeframe, ts) to an incremental run's re-read range: the series listed
+        in source market.check_scopes under the run's scope_id (macro
+        mdq_check_scope_id), from their read_from on, or from `context_candles`
+        candles before read_from (counted by an index scan of
+        `context_relation`, macro price_context_start) when those are given.
+        Empty text on a full run (no scope): every row.
+
+        The per-series starts are read now (run_query, one index probe per
+        series) and written as literals (a VALUES list and the overall lower
+        bound), so that the planner estimates the re-read rows from the
+        statistics, hash-joins the few series and prunes old partitions (a
+        run-time bound is estimated at a few thousand rows whatever it is: see
+        mdq_sessionized_candles).
+
+        Args:
+            alias: the row alias or relation name holding symbol, timeframe, ts.
+            context_relation: relation with a (symbol, timeframe, ts) index to
+                count context candles on (none: no context).
+            context_candles: candles before read_from to read as well (>= 0).
+
+        Returns:
+            SQL text starting with `and`, or ''.
+    -#}
+    {%- set scope_relation = source('market', 'check_scopes') -%}
+    {%- set scope_id = mdq_check_scope_id() -%}
+    {%- if scope_id -%}
+        {%- if context_relation is not none and context_candles | int > 0 -%}
+            {%- set start_sql = price_context_start(
+                context_relation, 'mdq_scope', 'mdq_scope.read_from', context_candles | int) -%}
+        {%- else -%}
+            {%- set start_sql = 'mdq_scope.read_from' -%}
+        {%- endif -%}
+        {%- set start_rows = run_query(
+            "select mdq_scope.symbol, mdq_scope.timeframe, (" ~ start_sql ~ ")::text from "
+            ~ scope_relation ~ " as mdq_scope where mdq_scope.scope_id = '" ~ scope_id ~ "'"
+            ~ " order by 3") -%}
+        {%- if not start_rows or (start_rows.rows | length) == 0 %}
+        and false
+        {%- else %}
+        and {{ alias }}.ts >= {{ mdq_literal(start_rows.rows[0][2] | string) }}::timestamptz
+        and exists (
+            select 1
+            from (
+                values
+                {%- for row in start_rows.rows %}
+                ({{ mdq_literal(row[0] | string) }}, {{ mdq_literal(row[1] | string) }},
+                 {{ mdq_literal(row[2] | string) }}::timestamptz){{ ',' if not loop.last }}
+                {%- endfor %}
+            ) as mdq_scope (symbol, timeframe, read_from)
+            where mdq_scope.symbol = {{ alias }}.symbol::text
+                and mdq_scope.timeframe = {{ alias }}.timeframe::text
+                and {{ alias }}.ts >= mdq_scope.read_from
+        )
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro mdq_check_scope_findings(alias, start_column='ts_start') %}
+    {#-
+        SQL text `and ...` keeping only the findings of `alias` (columns
+        symbol, timeframe and `start_column`) that lie inside an incremental
+        run's re-read range: series in market.check_scopes under the run's
+        scope_id, `start_column` >= read_from. The same rule by which mdq
+        resolves these checks' open findings (mdq.db.anomalies.persist_findings,
+        mdq.quality.SCOPED_CHECKS), so that a finding judged with part of its
+        context missing (one in the context candles before read_from) is
+        neither reported nor resolved. Empty text on a full run.
+
+        Args:
+            alias: the relation or CTE name of the findings.
+            start_column: the column compared with read_from.
+
+        Returns:
+            SQL text starting with `and`, or ''.
+    -#}
+    {%- set scope_relation = source('market', 'check_scopes') -%}
+    {%- set scope_id = mdq_check_scope_id() -%}
+    {%- if scope_id %}
+        and exists (
+            select 1
+            from {{ scope_relation }} as mdq_scope
+            where mdq_scope.scope_id = '{{ scope_id }}'
+                and mdq_scope.symbol = {{ alias }}.symbol::text
+                and mdq_scope.timeframe = {{ alias }}.timeframe::text
+                and {{ alias }}.{{ start_column }} >= mdq_scope.read_from
+        )
+    {%- endif -%}
+{%- endmacro %}

@@ -22,11 +22,29 @@
         'error' from var(error_after_var) on. Reads the whole history whatever
         var `check_lookback_days` says (only the last candle of each series
         matters, and a feed dead for longer than the look-back is still stale).
+        An incremental run (`mdq check` without --full, macro
+        mdq_check_scope_id) reads instead only the last in-session candle of
+        every series, changed or not, by index look-ups
+        (mdq_last_in_session_candles): the same verdict at a cost that follows
+        the number of series (without calendar_column; with it, the scan).
+        Not in mdq.quality.SCOPED_CHECKS: it judges every series each run.
 -#}
+{#- incremental run: the last in-session candle of every series by index
+    look-ups (all series: a dead feed is one with no change), not all history -#}
+{%- if mdq_check_scope_id() and calendar_column is none -%}
+    {%- set candles = mdq_last_in_session_candles(
+        model,
+        symbol_column=symbol_column,
+        asset_class_column=asset_class_column,
+        timeframe_column=timeframe_column,
+        ts_column=ts_column) -%}
+{%- else -%}
+    {%- set candles = model -%}
+{%- endif %}
 with
 
 {{ mdq_sessionized_candles(
-    model,
+    candles,
     symbol_column=symbol_column,
     asset_class_column=asset_class_column,
     timeframe_column=timeframe_column,

@@ -7,6 +7,11 @@
     candle at another price is not a filler (e.g. the still-forming last
     candle of a feed); a still-forming candle is never one.
 
+    Incremental runs (price_check_ctes): runs ending at or after read_from
+    are reported; a run beginning on the first context candle read is left
+    out (it may have begun earlier) and keeps its open finding until a later
+    or --full run.
+
     observed_value = fillers in the run, expected_value = 0.
 -#}
 {% test flat_filler_candles(model, lookback=none, is_final_column='is_final', scored_model=none) %}
@@ -62,6 +67,16 @@ filler_runs as (
     group by symbol, timeframe, run_number
 ),
 
+-- the first candle each series was read from (an incremental run reads the
+-- changed series from a few context candles before read_from: a run that
+-- begins on that first candle may have begun earlier, so it is not reported;
+-- a full run reads every candle and loses nothing here)
+series_read_from as (
+    select symbol, timeframe, min(ts) as first_read_ts
+    from price_scored
+    group by symbol, timeframe
+),
+
 final as (
     select
         'flat_filler_candles'::text as check_name,
@@ -80,8 +95,20 @@ final as (
             filler_candles, fill_price
         ) as failure_reason
     from filler_runs
+    {%- if mdq_check_scope_id() %}
+    where not exists (
+        select 1
+        from series_read_from as read_from
+        where read_from.symbol = filler_runs.symbol
+            and read_from.timeframe = filler_runs.timeframe
+            and read_from.first_read_ts = filler_runs.ts_start
+    )
+    {%- endif %}
 )
 
+-- incremental run: runs reaching into the re-read range (they may begin in the
+-- context candles before read_from: same fingerprint as a full run's)
 select * from final
+where true {{ mdq_check_scope_findings('final', 'ts_end') }}
 
 {% endtest %}

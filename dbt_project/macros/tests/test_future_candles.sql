@@ -68,6 +68,11 @@ candles as (
         {{ timeframe_column }} as timeframe,
         {{ ts_column }} as ts
     from {{ model }}
+    -- only candles after as_of can be future ones (the tolerance is >= 0): on a
+    -- ts-partitioned market_data this reads the newest partition only; every
+    -- series is still judged (a future candle turns into a normal one with time,
+    -- with no change to the data, so this check is not scoped to the changes)
+    where {{ ts_column }} > {{ as_of_sql }}
 ),
 
 reference as (

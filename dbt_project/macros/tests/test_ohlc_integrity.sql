@@ -15,6 +15,8 @@
                                without trades (a data-vendor artefact; warn
                                by default)
     Severities: the vars mdq_*_severity (macro mdq_setting).
+    Incremental runs read only the re-read range (macro mdq_check_scope_rows);
+    mdq resolves their findings only there (mdq.quality.SCOPED_CHECKS).
 -#}
 {% test ohlc_integrity(model) %}
 
@@ -31,7 +33,11 @@ candles as (
         low,
         close,
         volume
-    from {{ model }}
+    from {{ model }} as mdq_candles
+    where true
+    -- incremental run: only the changed series from their read_from on (each
+    -- candle is judged alone: nothing before it matters)
+    {{ mdq_check_scope_rows('mdq_candles') }}
 ),
 
 checked as (

@@ -54,5 +54,7 @@ final as (
 )
 
 select * from final
+-- incremental run: only findings inside the re-read range (price_check_ctes)
+where true {{ mdq_check_scope_findings('final') }}
 
 {% endtest %}
