@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -64,10 +65,26 @@ def report(
         with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
             host, bound = server.server_address[:2]
             err_console.print(f"serving on http://{host}:{bound}/ (Ctrl-C stops)")
+            _stop_on_interrupt_or_term()
             try:
                 server.serve_forever()
             except KeyboardInterrupt:
                 pass
+
+
+def _stop_on_interrupt_or_term() -> None:
+    """Make Ctrl-C (SIGINT) and SIGTERM (``kill``, a service manager) stop the server cleanly.
+
+    Python leaves SIGINT ignored when the process started with it ignored (a command started
+    with ``&`` by a shell without job control): the server then ignored Ctrl-C sent to its
+    process group. Main thread only (``signal.signal`` raises ValueError elsewhere).
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def register(app: typer.Typer) -> None:
