@@ -331,7 +331,11 @@ def append_day(ctx: Context, seed: int = 2) -> int:
 def p3_incremental(ctx: Context) -> None:
     """P3 (issue 15) and issue 9's repeat goal: a full check, a repeat with no new data, a
     check after one more day of candles (incremental by default), and a full check of the same
-    rows for comparison."""
+    rows for comparison. Loads the CSV first when P1 did not run."""
+    with connect(ctx.database, autocommit=True) as conn:
+        row = conn.execute("select exists (select 1 from market_data)").fetchone()
+    if not (row and row[0]):
+        backfill(ctx)
     first_s, first_nodes = mdq_check(ctx, "--full")
     repeat_s, repeat_nodes = mdq_check(ctx)
     added = append_day(ctx)

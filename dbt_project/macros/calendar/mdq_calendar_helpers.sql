@@ -382,28 +382,22 @@
 {% endmacro %}
 
 
-{% macro mdq_last_in_session_candles(
-    model,
-    symbol_column='symbol',
-    asset_class_column='asset_class',
-    timeframe_column='timeframe',
-    ts_column='ts'
-) %}
+{% macro mdq_last_in_session_candles(relation=none) %}
     {#-
         A parenthesised subquery (usable as a relation) with the last
         in-session candle before as_of of every series of `model`, found by
         index look-ups instead of a scan of every candle: the series by a
         loose index scan of (symbol, timeframe) (one index probe per series,
-        a recursive CTE), then per series a backward index scan of its
-        candles joined to its calendar's session of each candle's session
-        date (unique index of the session enumerations), stopping at the
-        first candle inside a session. The same rule as mdq.db.health's
-        series_staleness (`mdq health`) and as is_in_session of
-        mdq_sessionized_candles: a session of the candle's calendar, timeframe
-        and grid on its session date, and (1d) or open_at <= ts < close_at.
-        Cost: a few index probes per series plus the out-of-session candles
-        after each series' last in-session one (e.g. synthetic weekend FX
-        candles); a series with none is absent, as in a scan.
+        a recursive CTE), then per series a walk back from its last candle
+        before as_of, one index probe per candle, that stops at the first
+        candle inside a session (one probe of the session enumerations'
+        unique index per candle). The rule is is_in_session of
+        mdq_sessionized_candles (and mdq.db.health's series_staleness, `mdq
+        health`): a session of the candle's calendar, timeframe and grid on
+        its session date, and (1d) or open_at <= ts < close_at. Cost: two
+        index probes per series, plus two per out-of-session candle after a
+        series' last in-session one (e.g. synthetic weekend FX candles); a
+        series without an in-session candle is absent, as in a scan.
 
         Calendar: instruments.calendar of the symbol, else var
         `calendar_by_asset_class` for the asset class of the series' newest
@@ -411,23 +405,48 @@
         ('session' when absent, and for 1d).
 
         Args:
-            model: the candle relation (an index on symbol, timeframe, ts
-                under it: market_data's).
-            symbol_column, asset_class_column, timeframe_column, ts_column:
-                its columns; the subquery has columns of the same names.
+            relation: the candle table with columns symbol, asset_class,
+                timeframe, ts and an index on (symbol, timeframe, ts); default
+                source market.market_data (not the staging view: its casts hide
+                the index order from the loose index scan, which then sorts
+                every candle once per series).
 
         Returns:
-            SQL text `( ... )`: one row per series with a candle in a session
-            before as_of.
+            SQL text `( ... )` with columns symbol, asset_class, timeframe, ts:
+            one row per series with a candle in a session before as_of.
     -#}
+    {%- set model = relation if relation is not none else source('market', 'market_data') -%}
+    {%- set in_session -%}
+        exists (
+            select 1
+            from (
+                select calendar, timeframe, grid, session_date, open_at, close_at
+                from {{ ref('int_trading_sessions_enumerated') }}
+                union all
+                select calendar, timeframe, grid, session_date, open_at, close_at
+                from {{ ref('int_trading_sessions_clock_enumerated') }}
+            ) as mdq_sessions
+            where mdq_sessions.calendar = mdq_walk.calendar
+                and mdq_sessions.timeframe = mdq_walk.timeframe
+                and mdq_sessions.grid = mdq_walk.grid
+                and mdq_sessions.session_date = (
+                    (mdq_step.ts at time zone mdq_walk.timezone)
+                    + make_interval(hours => mdq_walk.day_rollover_hours)
+                )::date
+                and (
+                    mdq_walk.timeframe = '1d'
+                    or (mdq_step.ts >= mdq_sessions.open_at and mdq_step.ts < mdq_sessions.close_at)
+                )
+        )
+    {%- endset -%}
     (
         with recursive mdq_series as (
             (
                 select
-                    mdq_first.{{ symbol_column }}::text as symbol,
-                    mdq_first.{{ timeframe_column }}::text as timeframe
+                    mdq_first.symbol::text as symbol,
+                    mdq_first.timeframe::text as timeframe
                 from {{ model }} as mdq_first
-                order by mdq_first.{{ symbol_column }}, mdq_first.{{ timeframe_column }}
+                order by mdq_first.symbol, mdq_first.timeframe
                 limit 1
             )
             union all
@@ -435,83 +454,108 @@
             from mdq_series
             cross join lateral (
                 select
-                    mdq_next.{{ symbol_column }}::text as symbol,
-                    mdq_next.{{ timeframe_column }}::text as timeframe
+                    mdq_next.symbol::text as symbol,
+                    mdq_next.timeframe::text as timeframe
                 from {{ model }} as mdq_next
-                where (mdq_next.{{ symbol_column }}, mdq_next.{{ timeframe_column }})
+                where (mdq_next.symbol, mdq_next.timeframe)
                     > (mdq_series.symbol, mdq_series.timeframe)
-                order by mdq_next.{{ symbol_column }}, mdq_next.{{ timeframe_column }}
+                order by mdq_next.symbol, mdq_next.timeframe
                 limit 1
             ) as mdq_following
         ),
 
-        mdq_series_calendared as (
+        mdq_newest as materialized (
+            -- the last candle before as_of of each series (one backward index probe)
             select
                 mdq_series.symbol,
                 mdq_series.timeframe,
-                mdq_newest.asset_class,
-                coalesce(
-                    mdq_instruments.calendar,
-                    {{ mdq_default_calendar('mdq_newest.asset_class') }}
-                ) as calendar,
-                case
-                    when mdq_series.timeframe = '1d' then 'session'
-                    else coalesce(mdq_labels.intraday_grid, 'session')
-                end as grid
+                mdq_last.ts,
+                mdq_last.asset_class
             from mdq_series
             cross join lateral (
-                select mdq_last.{{ asset_class_column }}::text as asset_class
-                from {{ model }} as mdq_last
-                where mdq_last.{{ symbol_column }} = mdq_series.symbol
-                    and mdq_last.{{ timeframe_column }} = mdq_series.timeframe
-                    and mdq_last.{{ ts_column }} < {{ mdq_as_of() }}
-                order by mdq_last.{{ ts_column }} desc
+                select
+                    mdq_candle.ts::timestamptz as ts,
+                    mdq_candle.asset_class::text as asset_class
+                from {{ model }} as mdq_candle
+                where mdq_candle.symbol = mdq_series.symbol
+                    and mdq_candle.timeframe = mdq_series.timeframe
+                    and mdq_candle.ts < {{ mdq_as_of() }}
+                order by mdq_candle.ts desc
                 limit 1
-            ) as mdq_newest
+            ) as mdq_last
+        ),
+
+        mdq_series_calendared as materialized (
+            select
+                mdq_newest.symbol,
+                mdq_newest.timeframe,
+                mdq_newest.ts,
+                mdq_newest.asset_class,
+                mdq_calendars.calendar,
+                mdq_calendars.timezone,
+                mdq_calendars.day_rollover_hours,
+                case
+                    when mdq_newest.timeframe = '1d' then 'session'
+                    else coalesce(mdq_labels.intraday_grid, 'session')
+                end as grid
+            from mdq_newest
             left join {{ ref('stg_market__instruments') }} as mdq_instruments
-                on mdq_series.symbol = mdq_instruments.symbol
+                on mdq_newest.symbol = mdq_instruments.symbol
             left join {{ ref('stg_market__series_labels') }} as mdq_labels
-                on mdq_series.symbol = mdq_labels.symbol
-                and mdq_series.timeframe = mdq_labels.timeframe
+                on mdq_newest.symbol = mdq_labels.symbol
+                and mdq_newest.timeframe = mdq_labels.timeframe
+            inner join {{ ref('stg_market__trading_calendars') }} as mdq_calendars
+                on mdq_calendars.calendar = coalesce(
+                    mdq_instruments.calendar,
+                    {{ mdq_default_calendar('mdq_newest.asset_class') }}
+                )
+        ),
+
+        -- walk back one candle at a time (index probes) while the candle lies
+        -- outside every session of its calendar
+        mdq_walk as (
+            select
+                mdq_series_calendared.*,
+                null::boolean as is_in_session
+            from mdq_series_calendared
+            union all
+            select
+                mdq_walk.symbol,
+                mdq_walk.timeframe,
+                mdq_step.ts,
+                mdq_step.asset_class,
+                mdq_walk.calendar,
+                mdq_walk.timezone,
+                mdq_walk.day_rollover_hours,
+                mdq_walk.grid,
+                {{ in_session }} as is_in_session
+            from mdq_walk
+            cross join lateral (
+                select mdq_walk.ts, mdq_walk.asset_class
+                where mdq_walk.is_in_session is null
+                union all
+                (
+                    select
+                        mdq_candle.ts::timestamptz,
+                        mdq_candle.asset_class::text
+                    from {{ model }} as mdq_candle
+                    where mdq_walk.is_in_session is false
+                        and mdq_candle.symbol = mdq_walk.symbol
+                        and mdq_candle.timeframe = mdq_walk.timeframe
+                        and mdq_candle.ts < mdq_walk.ts
+                    order by mdq_candle.ts desc
+                    limit 1
+                )
+            ) as mdq_step
+            where mdq_walk.is_in_session is not true
         )
 
         select
-            mdq_series_calendared.symbol as {{ symbol_column }},
-            mdq_found.asset_class as {{ asset_class_column }},
-            mdq_series_calendared.timeframe as {{ timeframe_column }},
-            mdq_found.ts as {{ ts_column }}
-        from mdq_series_calendared
-        inner join {{ ref('stg_market__trading_calendars') }} as mdq_calendars
-            on mdq_series_calendared.calendar = mdq_calendars.calendar
-        cross join lateral (
-            select
-                mdq_candle.{{ ts_column }}::timestamptz as ts,
-                mdq_candle.{{ asset_class_column }}::text as asset_class
-            from {{ model }} as mdq_candle
-            inner join (
-                select * from {{ ref('int_trading_sessions_enumerated') }}
-                union all
-                select * from {{ ref('int_trading_sessions_clock_enumerated') }}
-            ) as mdq_sessions
-                on mdq_sessions.calendar = mdq_series_calendared.calendar
-                and mdq_sessions.timeframe = mdq_series_calendared.timeframe
-                and mdq_sessions.grid = mdq_series_calendared.grid
-                and mdq_sessions.session_date = (
-                    (mdq_candle.{{ ts_column }} at time zone mdq_calendars.timezone)
-                    + make_interval(hours => mdq_calendars.day_rollover_hours)
-                )::date
-            where mdq_candle.{{ symbol_column }} = mdq_series_calendared.symbol
-                and mdq_candle.{{ timeframe_column }} = mdq_series_calendared.timeframe
-                and mdq_candle.{{ ts_column }} < {{ mdq_as_of() }}
-                and (
-                    mdq_series_calendared.timeframe = '1d'
-                    or (
-                        mdq_candle.{{ ts_column }} >= mdq_sessions.open_at
-                        and mdq_candle.{{ ts_column }} < mdq_sessions.close_at
-                    )
-                )
-            order by mdq_candle.{{ ts_column }} desc
-            limit 1
-        ) as mdq_found
+            mdq_walk.symbol as symbol,
+            mdq_walk.asset_class as asset_class,
+            mdq_walk.timeframe as timeframe,
+            mdq_walk.ts as ts
+        from mdq_walk
+        where mdq_walk.is_in_session
     )
 {%- endmacro %}

@@ -25,19 +25,18 @@
         An incremental run (`mdq check` without --full, macro
         mdq_check_scope_id) reads instead only the last in-session candle of
         every series, changed or not, by index look-ups
-        (mdq_last_in_session_candles): the same verdict at a cost that follows
-        the number of series (without calendar_column; with it, the scan).
+        (mdq_last_in_session_candles, on market_data, whose staging view the
+        model is): the same verdict at a cost that follows the number of
+        series (with calendar_column or other column names: the scan).
         Not in mdq.quality.SCOPED_CHECKS: it judges every series each run.
 -#}
 {#- incremental run: the last in-session candle of every series by index
     look-ups (all series: a dead feed is one with no change), not all history -#}
-{%- if mdq_check_scope_id() and calendar_column is none -%}
-    {%- set candles = mdq_last_in_session_candles(
-        model,
-        symbol_column=symbol_column,
-        asset_class_column=asset_class_column,
-        timeframe_column=timeframe_column,
-        ts_column=ts_column) -%}
+{%- set index_path = calendar_column is none and [symbol_column, asset_class_column,
+    timeframe_column, ts_column] == ['symbol', 'asset_class', 'timeframe', 'ts'] -%}
+{%- if mdq_check_scope_id() and index_path -%}
+    {#- market_data itself (the model is its staging view: same rows) -#}
+    {%- set candles = mdq_last_in_session_candles() -%}
 {%- else -%}
     {%- set candles = model -%}
 {%- endif %}
