@@ -269,6 +269,30 @@ def connect(
 
 
 #: Oldest PostgreSQL major version the project supports (server_version_num).
+
+#: Every (symbol, timeframe) of ``market_data`` by a loose index scan of its unique key
+#: (symbol, timeframe, ts): one index descent per series instead of reading every candle
+#: (PostgreSQL has no skip scan). The body of a recursive CTE that must be named ``series``:
+#: ``"with recursive series as (" + SERIES_LOOSE_SCAN + "), ..."``. Rows (symbol, timeframe).
+SERIES_LOOSE_SCAN = """
+    (
+        select m.symbol, m.timeframe
+        from market_data as m
+        order by m.symbol, m.timeframe
+        limit 1
+    )
+    union all
+    select following.symbol, following.timeframe
+    from series
+    cross join lateral (
+        select m.symbol, m.timeframe
+        from market_data as m
+        where (m.symbol, m.timeframe) > (series.symbol, series.timeframe)
+        order by m.symbol, m.timeframe
+        limit 1
+    ) as following
+"""
+
 MIN_SERVER_VERSION = 140000
 
 

@@ -36,6 +36,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from mdq.db import SERIES_LOOSE_SCAN
+
 #: Candles read before the first changed one of a series: the gap check's context (the
 #: previous in-session candle; two more in case the nearest are out of session).
 CONTEXT_CANDLES = 3
@@ -282,25 +284,9 @@ def _widen_to_venues(conn: psycopg.Connection, scope_id: str) -> None:
 
     conn.execute(
         """
-        with recursive series as (
-            -- a loose index scan of market_data's unique key: one descent per series
-            (
-                select m.symbol, m.timeframe
-                from market_data as m
-                order by m.symbol, m.timeframe
-                limit 1
-            )
-            union all
-            select following.symbol, following.timeframe
-            from series
-            cross join lateral (
-                select m.symbol, m.timeframe
-                from market_data as m
-                where (m.symbol, m.timeframe) > (series.symbol, series.timeframe)
-                order by m.symbol, m.timeframe
-                limit 1
-            ) as following
-        ),
+        with recursive series as ("""
+        + SERIES_LOOSE_SCAN
+        + """),
 
         labelled as (
             select

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from mdq.db import SERIES_LOOSE_SCAN
 from mdq.health_rules import (
     GAP_TYPES,
     OUTLIER_TYPES,
@@ -38,26 +39,9 @@ def read_series(conn: psycopg.Connection) -> list[SeriesHealth]:
             inner join data_anomaly_triage as t on t.anomaly_id = a.anomaly_id
             where a.status = 'open' and a.symbol is not null and a.timeframe is not null
         ),
-        series as (
-            -- a loose index scan of market_data's unique key (symbol, timeframe, ts): one
-            -- index descent per series instead of reading every candle
-            (
-                select m.symbol, m.timeframe
-                from market_data as m
-                order by m.symbol, m.timeframe
-                limit 1
-            )
-            union all
-            select following.symbol, following.timeframe
-            from series
-            cross join lateral (
-                select m.symbol, m.timeframe
-                from market_data as m
-                where (m.symbol, m.timeframe) > (series.symbol, series.timeframe)
-                order by m.symbol, m.timeframe
-                limit 1
-            ) as following
-        ),
+        series as ("""
+        + SERIES_LOOSE_SCAN
+        + """),
         last_candles as (
             select
                 series.symbol,
@@ -258,25 +242,10 @@ __all__: Sequence[str] = (
 #: of market_data's unique key (symbol, timeframe, ts), the last in-session candle by a backward
 #: index scan of each series (it stops at the first candle inside a session), the current
 #: session by the enumerations' unique index.
-_STALENESS_SQL = """
-with recursive series as (
-    (
-        select m.symbol, m.timeframe
-        from market_data as m
-        order by m.symbol, m.timeframe
-        limit 1
-    )
-    union all
-    select following.symbol, following.timeframe
-    from series
-    cross join lateral (
-        select m.symbol, m.timeframe
-        from market_data as m
-        where (m.symbol, m.timeframe) > (series.symbol, series.timeframe)
-        order by m.symbol, m.timeframe
-        limit 1
-    ) as following
-),
+_STALENESS_SQL = (
+    "with recursive series as ("
+    + SERIES_LOOSE_SCAN
+    + """),
 
 sessions as not materialized (
     select * from {sessions}
@@ -388,6 +357,7 @@ select
 from completed
 order by symbol, timeframe
 """
+)
 
 
 def series_staleness(

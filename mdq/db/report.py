@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from mdq.db import SERIES_LOOSE_SCAN
+
 
 def list_series(
     conn: psycopg.Connection, symbols: Sequence[str] | None
@@ -28,25 +30,9 @@ def list_series(
     """
     rows = conn.execute(
         """
-        with recursive series as (
-            (
-                select market_data.symbol, market_data.timeframe
-                from market_data
-                order by market_data.symbol, market_data.timeframe
-                limit 1
-            )
-            union all
-            select next_series.symbol, next_series.timeframe
-            from series
-            cross join lateral (
-                select market_data.symbol, market_data.timeframe
-                from market_data
-                where (market_data.symbol, market_data.timeframe)
-                    > (series.symbol, series.timeframe)
-                order by market_data.symbol, market_data.timeframe
-                limit 1
-            ) as next_series
-        ),
+        with recursive series as ("""
+        + SERIES_LOOSE_SCAN
+        + """),
 
         final as (
             select
