@@ -58,7 +58,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from _support import bench_database
+from _support import bench_database, insert_hourly_walk
 from psycopg import sql
 
 from mdq.db import Database, connect
@@ -89,33 +89,7 @@ def generate(database: Database, candles: int, symbols: int) -> tuple[int, datet
         conn.execute("set work_mem = '256MB'")
         months = [START + timedelta(hours=h) for h in range(0, bars, 24 * 28)] + [end]
         ensure_partitions(conn, months)
-        conn.execute(
-            """
-            insert into market_data
-                (symbol, asset_class, timeframe, ts, open, high, low, close, volume, source)
-            with steps as (
-                select
-                    'SYM' || lpad(s::text, 4, '0') as symbol,
-                    %(start)s::timestamptz + make_interval(hours => i) as ts,
-                    (random() - 0.5) * 0.01 as step,
-                    random() as noise
-                from generate_series(1, %(symbols)s) as s,
-                    generate_series(0, %(bars)s - 1) as i
-            ),
-            walk as (
-                select
-                    symbol, ts, noise,
-                    100 * exp(sum(step) over (partition by symbol order by ts)) as close
-                from steps
-            )
-            select
-                symbol, 'crypto', '1h', ts,
-                close * (1 - noise * 0.001), close * (1 + noise * 0.003),
-                close * (1 - noise * 0.004), close, 1000 + noise * 500, 'bench'
-            from walk
-            """,
-            {"start": START, "symbols": symbols, "bars": bars},
-        )
+        insert_hourly_walk(conn, symbols, bars, START)
         # one series in ten went silent 60 days before the end (a delisted or broken feed)
         conn.execute(
             """

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _support import bench_database
+from _support import bench_database, insert_hourly_walk
 
 from mdq.db import Database, connect
 from mdq.report import write_report
@@ -35,33 +35,7 @@ def generate(database: Database, symbols: int, days: int, findings: int) -> int:
     """Insert the candles and findings; returns the candle count."""
     with connect(database, autocommit=True) as conn:
         conn.execute("set work_mem = '256MB'")
-        conn.execute(
-            """
-            insert into market_data
-                (symbol, asset_class, timeframe, ts, open, high, low, close, volume, source)
-            with steps as (
-                select
-                    'SYM' || lpad(s::text, 4, '0') as symbol,
-                    %(start)s::timestamptz + make_interval(hours => i) as ts,
-                    (random() - 0.5) * 0.01 as step,
-                    random() as noise
-                from generate_series(1, %(symbols)s) as s,
-                    generate_series(0, %(hours)s - 1) as i
-            ),
-            walk as (
-                select
-                    symbol, ts, noise,
-                    100 * exp(sum(step) over (partition by symbol order by ts)) as close
-                from steps
-            )
-            select
-                symbol, 'crypto', '1h', ts,
-                close * (1 - noise * 0.001), close * (1 + noise * 0.003),
-                close * (1 - noise * 0.004), close, 1000 + noise * 500, 'bench'
-            from walk
-            """,
-            {"start": START, "symbols": symbols, "hours": days * 24},
-        )
+        insert_hourly_walk(conn, symbols, days * 24, START)
         conn.execute(
             """
             insert into data_anomalies (
