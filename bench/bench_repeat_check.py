@@ -46,11 +46,9 @@ import time
 import uuid
 from pathlib import Path
 
-from psycopg import sql
+from _support import bench_database
 
-from mdq import embedded
-from mdq.db import Database, connect, parse_url
-from mdq.db.migrate import apply_migrations
+from mdq.db import Database, connect
 from mdq.dbt_runner import DBT_PROJECT_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -98,23 +96,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    url = os.environ.get("MDQ_DATABASE_URL")
-    home = REPO_ROOT / ".mdq-bench"
-    started = False
-    if url:
-        server = parse_url(url)
-    else:
-        socket_dir, started = embedded.start(home)
-        server = Database(socket_dir, 5432, "postgres", "", "postgres", embedded_home=home)
-    name = f"mdq_bench_{uuid.uuid4().hex[:8]}"
-    with connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    database = server.with_dbname(name)
-    try:
+    with bench_database(keep=args.keep) as database:
         from mdq.backfill_core import load_sample_data
 
-        with connect(database) as conn:
-            apply_migrations(conn)
         loaded = load_sample_data(database)
         with connect(database, autocommit=True) as conn:
             (candles,) = conn.execute("select count(*) from market_data").fetchone() or (0,)
@@ -147,14 +131,6 @@ def main() -> None:
                 f"{'median repeat, ' + kind:<46} {wall:>7.1f} {first / wall:>10.2f} "
                 f"{cpu:>6.1f} {first_cpu / cpu:>10.2f}"
             )
-    finally:
-        if not args.keep:
-            with connect(server, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-                )
-        if started:
-            embedded.stop(home)
 
 
 if __name__ == "__main__":
