@@ -419,6 +419,7 @@ PARTS: list[tuple[str, Callable[[Context], None]]] = [
     ("P1", p1_write),
     ("P2", p2_scan),
     ("P3", p3_incremental),
+    ("P4", p4_health),
 ]
 
 
@@ -432,6 +433,9 @@ def main() -> None:
     args = parser.parse_args()
     symbols = args.symbols or max(1, min(1000, args.candles // 10_000))
     wanted = set(args.parts.split(","))
+    unknown = wanted - {name for name, _ in PARTS}
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; known: P1, P2, P3, P4")
     with tempfile.TemporaryDirectory(prefix="mdq-bench-scale-") as tmp:
         path = Path(tmp) / "candles.csv"
         started = time.perf_counter()
