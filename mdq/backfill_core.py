@@ -127,6 +127,11 @@ class SeriesResult:
             retrying may succeed.
         seconds: wall time.
         watermark: the series' watermark afterwards.
+        span: the first and last candle written (both included), when the series completed
+            with every candle final and no corporate action: it can then be recorded for
+            recognising an unchanged file (:func:`rerun_unchanged_file`); else None.
+        fingerprint: with ``span``, (rows, sum of their xmin) when every row went in by COPY
+            on the fast path (then no scan is needed to record it); else None.
     """
 
     symbol: str
@@ -146,6 +151,8 @@ class SeriesResult:
     transient: bool = False
     seconds: float = 0.0
     watermark: datetime | None = None
+    span: tuple[datetime, datetime] | None = None
+    fingerprint: tuple[int, int] | None = None
 
     @property
     def stored(self) -> int:
@@ -408,6 +415,8 @@ def load_series(
             "outside_window": 0,
         }
 
+        recordable: dict[str, Any] = {}
+
         def finish(
             status: str, error: str | None = None, confirmed: bool = False, transient: bool = False
         ) -> SeriesResult:
@@ -466,6 +475,8 @@ def load_series(
                 transient=transient,
                 seconds=time.monotonic() - started,
                 watermark=db.get_watermark(conn, symbol, timeframe),
+                span=recordable.get("span") if status == "completed" else None,
+                fingerprint=recordable.get("fingerprint") if status == "completed" else None,
             )
 
         beat = LeaseHeartbeat(database, execution_id, options.lease_seconds)
@@ -531,6 +542,9 @@ def load_series(
                 ensure_partitions(conn, good["ts"])
             # the series is ours (lease): its watermark moves only by our writes below
             current = db.get_watermark(conn, symbol, timeframe) if parts else None
+            # (rows, sum of xmin) of what went in by COPY on the fast path; None once a part
+            # took the keyed upsert (then the fingerprint is taken by a scan when recorded)
+            copied: list[int] | None = [0, 0]
             for i, part in enumerate(parts):
                 part_start = window.start if i == 0 else part["ts"].iloc[0].to_pydatetime()
                 part_end = (
@@ -555,6 +569,11 @@ def load_series(
                     )
                     if mark is not None and mark != current:
                         current = db.set_watermark(conn, symbol, timeframe, mark, execution_id)
+                    if copied is not None and wrote.fast_path and wrote.xmin is not None:
+                        copied[0] += len(part)
+                        copied[1] += len(part) * wrote.xmin
+                    else:
+                        copied = None
                     counts["inserted"] += wrote.inserted
                     counts["updated"] += wrote.updated
                     counts["unchanged"] += wrote.unchanged
@@ -586,6 +605,12 @@ def load_series(
                 )
             if stored == 0 and counts["quarantined"] > 0:
                 return finish("failed", rejected_everything(counts["quarantined"], rejected))
+            if len(good) and bool(good["is_final"].all()) and not fetched.corporate_actions:
+                recordable["span"] = (
+                    good["ts"].min().to_pydatetime(),
+                    good["ts"].max().to_pydatetime(),
+                )
+                recordable["fingerprint"] = tuple(copied) if copied is not None else None
             if outcome.confirmed_empty:
                 with conn.transaction():
                     db.record_confirmed_empty(
@@ -1155,6 +1180,24 @@ def run_backfill(
                 )
             else:
                 prov = provider
+            whole_file = (
+                callable(getattr(prov, "content_digest", None))
+                and not wanted
+                and not timeframes
+                and window is None
+            )
+            if whole_file:
+                _digest_in_background(prov)
+                rerun = rerun_unchanged_file(conn, prov)
+                if rerun is not None:
+                    results, accounting = rerun
+                    for result in results:
+                        if on_result is not None:
+                            on_result(result)
+                    logger.info("%s", accounting.line())
+                    if on_accounting is not None:
+                        on_accounting(accounting)
+                    return results
             requests, series = plan_requests(prov, conn, wanted, timeframes, window)
             db.upsert_instruments(conn, [s.instrument for s in series])
         results = _run_waves(target, prov, requests, options, cap, runner, on_result)
@@ -1164,11 +1207,172 @@ def run_backfill(
             results.append(result)
             if on_result is not None:
                 on_result(result)
-    accounting = account(prov, results)
+        accounting = account(prov, results)
+        if whole_file:
+            record_whole_file(target, prov, results, accounting)
     logger.info("%s", accounting.line())
     if on_accounting is not None:
         on_accounting(accounting)
     return results
+
+
+def _digest_in_background(provider: Provider) -> None:
+    """Start computing the provider's content digest in a thread (it reads the whole file),
+    so that a first load hashes while it parses; a failure shows when the digest is used."""
+
+    def compute() -> None:
+        with contextlib.suppress(MdqError):
+            provider.content_digest()  # type: ignore[attr-defined]
+
+    threading.Thread(target=compute, name="mdq-content-digest", daemon=True).start()
+
+
+def rerun_unchanged_file(
+    conn: psycopg.Connection, provider: Provider
+) -> tuple[list[SeriesResult], Accounting] | None:
+    """Recognise a rerun of a file whose whole-file load is recorded (migration 155) and
+    record it in bulk, without parsing the file or comparing a candle.
+
+    The provider's content digest (code, mapping, file bytes) must match a recorded load, and
+    every series of that load must be unchanged in the database since (its candles'
+    fingerprint, instruments row, watermark and quarantined rows; no backfill of it active):
+    then one transaction records a ``completed`` state row per series with every row counted
+    as before (stored rows unchanged, rejected rows quarantined, duplicates, outside the
+    window), moves the quarantined rows to the new executions and resets the failure streaks.
+    0 rows are written to ``market_data``. Otherwise nothing is recorded and the caller loads
+    the file in full, which compares every series (and logs why).
+
+    Returns:
+        (one result per series, sorted by symbol and timeframe; the run's accounting), or
+        None when the rerun must load in full.
+
+    Raises:
+        ProviderError: the file could not be read.
+        AccountingMismatch: the recorded counts do not add up (not expected: they added up
+            when recorded).
+    """
+    started = time.monotonic()
+    if not db.has_file_loads(conn, provider.name):
+        return None
+    digest = provider.content_digest()  # type: ignore[attr-defined]
+    load = db.unchanged_file_series(conn, provider.name, digest)
+    if load is None:
+        return None
+    changed = [s for s in load.series if not s.unchanged]
+    if not load.series or changed:
+        first = (
+            f"{changed[0].symbol}/{changed[0].timeframe}: {changed[0].why}"
+            if changed
+            else "its series records are incomplete"
+        )
+        logger.info(
+            "%s was loaded before, unchanged, but %s%s: loading it in full",
+            load.source,
+            first,
+            f" (and {len(changed) - 1} more series)" if len(changed) > 1 else "",
+        )
+        return None
+    ids = db.confirm_unchanged_file(
+        conn, provider=provider.name, source_digest=digest, series=load.series
+    )
+    seconds = time.monotonic() - started
+    results = [
+        SeriesResult(
+            s.symbol,
+            s.timeframe,
+            ids[(s.symbol, s.timeframe)],
+            "completed",
+            s.window,
+            fetched=s.fetched,
+            unchanged=s.stored,
+            quarantined=s.quarantined,
+            duplicates=s.duplicates,
+            outside_window=s.outside_window,
+            seconds=seconds / len(load.series),
+            watermark=s.watermark,
+        )
+        for s in sorted(load.series, key=lambda s: (s.symbol, s.timeframe))
+    ]
+    accounting = Accounting(
+        input_rows=load.input_rows,
+        stored=sum(r.stored for r in results),
+        quarantined=sum(r.quarantined for r in results),
+        duplicates=sum(r.duplicates for r in results),
+        outside_window=sum(r.outside_window for r in results),
+        not_requested=0,
+        not_loaded=0,
+    )
+    placed = (
+        accounting.stored
+        + accounting.quarantined
+        + accounting.duplicates
+        + accounting.outside_window
+    )
+    if placed != accounting.input_rows:
+        raise AccountingMismatch(accounting.line())
+    logger.info(
+        "%s unchanged since its load: %d series confirmed without parsing (%.1f s)",
+        load.source,
+        len(results),
+        seconds,
+    )
+    return results, accounting
+
+
+def record_whole_file(
+    database: Database, provider: Provider, results: Sequence[SeriesResult], accounting: Accounting
+) -> bool:
+    """After a whole-file run: record it (:func:`mdq.db.backfill.record_file_load`) when every
+    series completed with a recordable span and every input row was stored, quarantined, a
+    duplicate or outside the window, so that a rerun of the unchanged file is recognised by
+    :func:`rerun_unchanged_file`. A failure to record is logged, not raised (the load itself
+    succeeded; the next rerun then loads in full).
+
+    Returns:
+        Whether it was recorded.
+    """
+    if (
+        not results
+        or accounting.input_rows is None
+        or accounting.not_requested
+        or accounting.not_loaded
+        or any(r.status != "completed" or r.span is None or r.window is None for r in results)
+    ):
+        return False
+    try:
+        digest = provider.content_digest()  # type: ignore[attr-defined]
+        series = [
+            db.FileSeries(
+                symbol=r.symbol,
+                timeframe=r.timeframe,
+                execution_id=r.execution_id,
+                asset_class=None,
+                window=r.window,  # type: ignore[arg-type]
+                first_ts=r.span[0],  # type: ignore[index]
+                last_ts=r.span[1],  # type: ignore[index]
+                candles=r.fingerprint[0] if r.fingerprint else None,
+                xmin_sum=r.fingerprint[1] if r.fingerprint else None,
+                fetched=r.fetched,
+                stored=r.stored,
+                quarantined=r.quarantined,
+                duplicates=r.duplicates,
+                outside_window=r.outside_window,
+            )
+            for r in results
+        ]
+        with connect(database, autocommit=True) as conn:
+            db.record_file_load(
+                conn,
+                provider=provider.name,
+                source_digest=digest,
+                source=str(getattr(provider, "path", provider.name)).rsplit("/", 1)[-1],
+                input_rows=accounting.input_rows,
+                series=series,
+            )
+    except (MdqError, psycopg.Error) as exc:
+        logger.warning("the load was not recorded for recognising an unchanged rerun: %s", exc)
+        return False
+    return True
 
 
 def _thread_waves(notifier: Notifier | None) -> RunWave:

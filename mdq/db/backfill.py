@@ -356,12 +356,15 @@ class WriteCounts:
         updated: existing keys whose values changed (a vendor correction, a candle closing).
         unchanged: existing keys with identical values: not rewritten.
         fast_path: True when the rows went straight in with COPY (no existing row in range).
+        xmin: on the fast path, the id of the (sub)transaction that wrote every row (their
+            ``xmin``), for the series' fingerprint (:func:`record_file_load`); else None.
     """
 
     inserted: int
     updated: int
     unchanged: int
     fast_path: bool = False
+    xmin: int | None = None
 
 
 def _csv_bytes(candles: pd.DataFrame, source: str) -> bytes:
@@ -615,7 +618,18 @@ def write_candles(
             try:
                 with conn.transaction():
                     _copy_candles(conn, "market_data", candles, source)
-                return WriteCounts(n, 0, 0, fast_path=True)
+                    # every row of one COPY carries the same xmin (the savepoint's id)
+                    mark = conn.execute(
+                        """
+                        select xmin::text::bigint
+                        from market_data
+                        where symbol = %s and timeframe = %s and ts = %s
+                        """,
+                        (symbol, timeframe, lo),
+                    ).fetchone()
+                return WriteCounts(
+                    n, 0, 0, fast_path=True, xmin=int(mark[0]) if mark is not None else None
+                )
             except psycopg.errors.UniqueViolation:
                 pass  # a row appeared meanwhile: fall back to the keyed upsert
         digests = _incoming_digests(candles, bucket_seconds) if stored else None
@@ -1100,3 +1114,413 @@ def get_instruments(conn: psycopg.Connection, *, active_only: bool = True) -> li
         (active_only,),
     ).fetchall()
     return [Instrument(*row) for row in rows]
+
+
+# -- unchanged files (migration 155) -------------------------------------------------------------
+
+#: The fingerprint of one series' stored candles in ``[first_ts, last_ts]`` (``r`` is the
+#: series row): their count and the sum of their ``xmin`` (the writing transaction of each row
+#: version). Any insert, update or delete in that range since it was taken changes it.
+_FINGERPRINT = """
+    select count(*) as candles, coalesce(sum(md.xmin::text::bigint), 0) as xmin_sum
+    from market_data as md
+    where md.symbol = r.symbol
+        and md.timeframe = r.timeframe
+        and md.ts >= r.first_ts
+        and md.ts <= r.last_ts
+"""
+
+#: The instruments row of ``r.symbol`` as text, without its timestamps.
+_INSTRUMENT = """
+    select (to_jsonb(i) - 'created_at' - 'updated_at')::text
+    from instruments as i
+    where i.symbol = r.symbol
+"""
+
+#: The watermark of ``r``'s series.
+_WATERMARK = """
+    select w.watermark_at
+    from backfill_watermarks as w
+    where w.symbol = r.symbol and w.timeframe = r.timeframe
+"""
+
+#: Rows in quarantine under ``r``'s execution.
+_QUARANTINED = """
+    select count(*)
+    from quarantined_candles as q
+    where q.execution_id = r.execution_id
+"""
+
+
+@dataclass(frozen=True)
+class FileSeries:
+    """One series of a whole-file load, as :func:`record_file_load` records it.
+
+    Attributes:
+        symbol, timeframe: the series.
+        execution_id: the execution that loaded it (its state row, its quarantined rows).
+        asset_class: the state row's asset class (None: the instruments row's).
+        window: the window loaded, ``[start, end)``.
+        first_ts, last_ts: the first and last candle written (both included).
+        candles, xmin_sum: the fingerprint when the load knows it (every row COPYed on the
+            fast path: count and count x xmin per COPY); None: taken by a scan of the range.
+        fetched, stored, quarantined, duplicates, outside_window: the state row's counts.
+    """
+
+    symbol: str
+    timeframe: str
+    execution_id: uuid.UUID
+    asset_class: str | None
+    window: Window
+    first_ts: datetime
+    last_ts: datetime
+    candles: int | None
+    xmin_sum: int | None
+    fetched: int
+    stored: int
+    quarantined: int
+    duplicates: int
+    outside_window: int
+
+
+def record_file_load(
+    conn: psycopg.Connection,
+    *,
+    provider: str,
+    source_digest: str,
+    source: str,
+    input_rows: int,
+    series: Sequence[FileSeries],
+) -> None:
+    """Record that a whole-file run of ``source_digest`` completed every series (one
+    transaction; replaces an earlier record of the same digest).
+
+    Per series it stores the fingerprint of its candles (given, or taken by a scan of
+    ``[first_ts, last_ts]`` when None), the instruments row, the watermark and the number of
+    its execution's quarantined rows as they are now: :func:`unchanged_file_series` compares
+    them later.
+    """
+    with conn.transaction():
+        conn.execute(
+            """
+            insert into backfill_file_loads as f (
+                provider, source_digest, source, series, input_rows
+            )
+            values (%s, %s, %s, %s, %s)
+            on conflict (provider, source_digest) do update
+            set source = excluded.source,
+                series = excluded.series,
+                input_rows = excluded.input_rows,
+                loaded_at = now(),
+                confirmed_at = now()
+            """,
+            (provider, source_digest, source, len(series), input_rows),
+        )
+        conn.execute(
+            "delete from backfill_file_series where provider = %s and source_digest = %s",
+            (provider, source_digest),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"""
+                insert into backfill_file_series (
+                    provider, source_digest, symbol, timeframe, execution_id, asset_class,
+                    window_start, window_end, first_ts, last_ts, candles, xmin_sum, instrument,
+                    watermark_at, quarantine_rows, records_fetched, records_stored,
+                    records_quarantined, records_duplicate, records_out_of_window
+                )
+                select
+                    r.provider, r.source_digest, r.symbol, r.timeframe, r.execution_id,
+                    coalesce(
+                        r.asset_class,
+                        (select i.asset_class from instruments as i where i.symbol = r.symbol)
+                    ),
+                    r.window_start, r.window_end, r.first_ts, r.last_ts,
+                    coalesce(r.candles, scanned.candles),
+                    coalesce(r.xmin_sum, scanned.xmin_sum),
+                    ({_INSTRUMENT}),
+                    ({_WATERMARK}),
+                    ({_QUARANTINED}),
+                    r.fetched, r.stored, r.quarantined, r.duplicates, r.outside_window
+                from (
+                    select
+                        %(provider)s::text as provider,
+                        %(digest)s::text as source_digest,
+                        %(symbol)s::text as symbol,
+                        %(timeframe)s::text as timeframe,
+                        %(execution_id)s::uuid as execution_id,
+                        %(asset_class)s::text as asset_class,
+                        %(window_start)s::timestamptz as window_start,
+                        %(window_end)s::timestamptz as window_end,
+                        %(first_ts)s::timestamptz as first_ts,
+                        %(last_ts)s::timestamptz as last_ts,
+                        %(candles)s::bigint as candles,
+                        %(xmin_sum)s::numeric as xmin_sum,
+                        %(fetched)s::integer as fetched,
+                        %(stored)s::integer as stored,
+                        %(quarantined)s::integer as quarantined,
+                        %(duplicates)s::integer as duplicates,
+                        %(outside_window)s::integer as outside_window
+                ) as r
+                left join lateral (
+                    {_FINGERPRINT}
+                        and r.candles is null
+                ) as scanned on true
+                """.encode(),  # constant SQL fragments only; values are parameters
+                [
+                    {
+                        "provider": provider,
+                        "digest": source_digest,
+                        "symbol": s.symbol,
+                        "timeframe": s.timeframe,
+                        "execution_id": s.execution_id,
+                        "asset_class": s.asset_class,
+                        "window_start": s.window.start,
+                        "window_end": s.window.end,
+                        "first_ts": s.first_ts,
+                        "last_ts": s.last_ts,
+                        "candles": s.candles,
+                        "xmin_sum": s.xmin_sum,
+                        "fetched": s.fetched,
+                        "stored": s.stored,
+                        "quarantined": s.quarantined,
+                        "duplicates": s.duplicates,
+                        "outside_window": s.outside_window,
+                    }
+                    for s in series
+                ],
+            )
+
+
+@dataclass(frozen=True)
+class FileSeriesCheck:
+    """One recorded series of an unchanged file, checked against the database now.
+
+    Attributes:
+        symbol, timeframe, execution_id, asset_class, window: as recorded.
+        fetched, stored, quarantined, duplicates, outside_window: the recorded counts.
+        watermark: the series' watermark now.
+        unchanged: its candles' fingerprint, instruments row, watermark and quarantined rows
+            are as recorded, and no backfill of it is active.
+        why: what differs, when not unchanged.
+    """
+
+    symbol: str
+    timeframe: str
+    execution_id: uuid.UUID
+    asset_class: str | None
+    window: Window
+    fetched: int
+    stored: int
+    quarantined: int
+    duplicates: int
+    outside_window: int
+    watermark: datetime | None
+    unchanged: bool
+    why: str | None
+
+
+@dataclass(frozen=True)
+class FileLoad:
+    """A recorded whole-file load (``backfill_file_loads``) and its series checked now."""
+
+    source: str
+    input_rows: int
+    series: list[FileSeriesCheck]
+
+
+def has_file_loads(conn: psycopg.Connection, provider: str) -> bool:
+    """Whether any whole-file load of ``provider`` is recorded (else no file digest is
+    needed before loading)."""
+    row = conn.execute(
+        "select exists (select 1 from backfill_file_loads where provider = %s)", (provider,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def unchanged_file_series(
+    conn: psycopg.Connection, provider: str, source_digest: str
+) -> FileLoad | None:
+    """The recorded load of ``source_digest`` with each series checked now (one statement:
+    one range scan per series for the fingerprint), or None when none is recorded."""
+    head = conn.execute(
+        """
+        select source, series, input_rows
+        from backfill_file_loads
+        where provider = %s and source_digest = %s
+        """,
+        (provider, source_digest),
+    ).fetchone()
+    if head is None:
+        return None
+    rows = conn.execute(
+        f"""
+        with checked as (
+            select
+                r.*,
+                now_state.candles as now_candles,
+                now_state.xmin_sum as now_xmin_sum,
+                ({_INSTRUMENT}) as now_instrument,
+                ({_WATERMARK}) as now_watermark,
+                ({_QUARANTINED}) as now_quarantined,
+                exists (
+                    select 1
+                    from backfill_state_persistent as s
+                    where s.symbol = r.symbol
+                        and s.timeframe = r.timeframe
+                        and s.status in ('pending', 'in_progress')
+                ) as busy
+            from backfill_file_series as r
+            cross join lateral ({_FINGERPRINT}) as now_state
+            where r.provider = %s and r.source_digest = %s
+        )
+
+        select
+            symbol, timeframe, execution_id, asset_class, window_start, window_end,
+            records_fetched, records_stored, records_quarantined, records_duplicate,
+            records_out_of_window, now_watermark,
+            case
+                when busy then 'a backfill of the series is active'
+                when (now_candles, now_xmin_sum) is distinct from (candles, xmin_sum)
+                    then 'its candles were written since'
+                when now_instrument is distinct from instrument
+                    then 'its instruments row changed'
+                when now_watermark is distinct from watermark_at then 'its watermark moved'
+                when now_quarantined <> quarantine_rows then 'its quarantined rows changed'
+            end as why
+        from checked
+        order by symbol, timeframe
+        """.encode(),  # constant SQL fragments only
+        (provider, source_digest),
+    ).fetchall()
+    series = [
+        FileSeriesCheck(
+            symbol=r[0],
+            timeframe=r[1],
+            execution_id=r[2],
+            asset_class=r[3],
+            window=Window(r[4], r[5]),
+            fetched=r[6],
+            stored=r[7],
+            quarantined=r[8],
+            duplicates=r[9],
+            outside_window=r[10],
+            watermark=r[11],
+            unchanged=r[12] is None,
+            why=r[12],
+        )
+        for r in rows
+    ]
+    if len(series) != head[1]:
+        return FileLoad(head[0], int(head[2]), [])
+    return FileLoad(head[0], int(head[2]), series)
+
+
+def confirm_unchanged_file(
+    conn: psycopg.Connection,
+    *,
+    provider: str,
+    source_digest: str,
+    series: Sequence[FileSeriesCheck],
+) -> dict[tuple[str, str], uuid.UUID]:
+    """Record a rerun of an unchanged file in one transaction, for every series at once: a
+    ``completed`` state row per series (its rows counted unchanged, the file's rejected rows
+    quarantined again, as a full rerun counts them), the quarantined rows moved to the new
+    execution (as :func:`quarantine` moves a row rejected again), a success in each failure
+    streak, and the new executions on the series' records.
+
+    Returns:
+        The new execution id per (symbol, timeframe).
+    """
+    ids = {(s.symbol, s.timeframe): uuid.uuid4() for s in series}
+    records = [
+        (
+            ids[(s.symbol, s.timeframe)],
+            s.execution_id,
+            s.symbol,
+            s.timeframe,
+            s.asset_class,
+            s.window.start,
+            s.window.end,
+            s.fetched,
+            s.stored,
+            s.quarantined,
+            s.duplicates,
+            s.outside_window,
+        )
+        for s in series
+    ]
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            """
+            create temp table if not exists mdq_unchanged_series (
+                execution_id uuid, previous_id uuid, symbol text, timeframe text,
+                asset_class text, window_start timestamptz, window_end timestamptz,
+                fetched integer, stored integer, quarantined integer, duplicates integer,
+                outside_window integer
+            ) on commit delete rows
+            """
+        )
+        with cur.copy(
+            "copy mdq_unchanged_series (execution_id, previous_id, symbol, timeframe,"
+            " asset_class, window_start, window_end, fetched, stored, quarantined, duplicates,"
+            " outside_window) from stdin"
+        ) as copy:
+            for record in records:
+                copy.write_row(record)
+        cur.execute(
+            """
+            insert into backfill_state_persistent (
+                execution_id, symbol, asset_class, timeframe, status, provider, window_start,
+                window_end, records_fetched, records_unchanged, records_quarantined,
+                records_duplicate, records_out_of_window, started_at, completed_at
+            )
+            select
+                u.execution_id, u.symbol, u.asset_class, u.timeframe, 'completed', %s,
+                u.window_start, u.window_end, u.fetched, u.stored, u.quarantined,
+                u.duplicates, u.outside_window, clock_timestamp(), clock_timestamp()
+            from mdq_unchanged_series as u
+            """,
+            (provider,),
+        )
+        cur.execute(
+            """
+            update quarantined_candles as q
+            set execution_id = u.execution_id,
+                quarantined_at = now()
+            from mdq_unchanged_series as u
+            where q.execution_id = u.previous_id
+            """
+        )
+        cur.execute(
+            """
+            update backfill_file_series as r
+            set execution_id = u.execution_id
+            from mdq_unchanged_series as u
+            where r.provider = %s
+                and r.source_digest = %s
+                and r.symbol = u.symbol
+                and r.timeframe = u.timeframe
+            """,
+            (provider, source_digest),
+        )
+        cur.execute(
+            "update backfill_file_loads set confirmed_at = now() "
+            "where provider = %s and source_digest = %s",
+            (provider, source_digest),
+        )
+        cur.execute(
+            """
+            insert into symbol_failure_tracking as t (
+                symbol, timeframe, consecutive_failures, last_success_at
+            )
+            select symbol, timeframe, 0, now()
+            from mdq_unchanged_series
+            on conflict (symbol, timeframe) do update
+            set consecutive_failures = 0,
+                last_success_at = now(),
+                alert_sent_at = null,
+                updated_at = now()
+            """
+        )
+    return ids

@@ -41,6 +41,8 @@ date, in UTC (see :mod:`mdq.validation`).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -320,6 +322,31 @@ class CsvFileProvider:
         self.mapping = mapping
         self._lock = threading.Lock()
         self._parsed: _Parsed | None = None
+        self._digest_lock = threading.Lock()
+        self._digest: str | None = None
+
+    def content_digest(self) -> str:
+        """sha256 (hex) of what decides this provider's answers: the loader's code
+        (:data:`DIGESTED_MODULES`), the mapping and the file's bytes. Two runs with the same
+        digest parse, validate and relabel the file identically (the instruments' calendars,
+        the other input, are compared by the backfill itself); computed once per object.
+
+        Raises:
+            ProviderError: the file could not be read.
+        """
+        with self._digest_lock:
+            if self._digest is None:
+                digest = hashlib.sha256()
+                digest.update(_code_digest().encode())
+                digest.update(repr(self.mapping).encode())
+                try:
+                    with open(self.path, "rb") as f:
+                        while block := f.read(1 << 22):
+                            digest.update(block)
+                except OSError as exc:
+                    raise ProviderError(PROVIDER, f"cannot read {self.path}: {exc}") from None
+                self._digest = digest.hexdigest()
+            return self._digest
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -767,6 +794,33 @@ class CsvFileProvider:
             & (actions["ts"] < end)
         )
         return tuple(actions.loc[mask, "action"])
+
+
+#: The modules whose code decides what a file's rows become (parsing, validation, labels,
+#: windows, the write): part of :meth:`CsvFileProvider.content_digest`.
+DIGESTED_MODULES: tuple[str, ...] = (
+    "mdq.providers.csv_file",
+    "mdq.providers.base",
+    "mdq.validation",
+    "mdq.labels",
+    "mdq.windows",
+    "mdq.instrument_calendars",
+    "mdq.backfill_core",
+    "mdq.db.backfill",
+)
+
+
+@functools.cache
+def _code_digest() -> str:
+    """sha256 (hex) of the source of :data:`DIGESTED_MODULES` (read once per process)."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in DIGESTED_MODULES:
+        module = importlib.import_module(name)
+        digest.update(name.encode())
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
 
 
 def sample_files() -> list[Path]:
