@@ -25,7 +25,7 @@ from mdq.config import load_settings
 from mdq.db import Database, connect
 from mdq.db import anomalies as anomalies_db
 from mdq.db.anomalies import StoredAnomaly
-from mdq.db.check_scope import CheckScope, Shard
+from mdq.db.check_scope import CheckScope, Shard, shard_schema
 from mdq.db.locks import SCHEDULED_WAIT_SECONDS, check_lock
 from mdq.db.migrate import open_migrated_database
 from mdq.quality import (
@@ -104,7 +104,9 @@ def quality_checks(
         full: re-read every candle and rebuild the incremental models from scratch (the
             weekly ``full-weekly`` deployment, ``mdq check --full``); by default a live run
             re-reads only what changed since the last successful run (:mod:`mdq.quality`).
-        shard: ``i/n``: check only the symbols of that shard (``mdq check --shard``).
+        shard: ``i/n``: check only the symbols of that shard (``mdq check --shard``), in
+            its own dbt schema; the other shards of ``n`` may run at the same time (one
+            deployment per shard: :func:`mdq.deployments.build_deployments`).
 
     Returns:
         Completed with the report, or Failed (with the report) when error-severity
@@ -131,14 +133,14 @@ def _run_in_flow(
     seen_at = datetime.now(UTC)
     with (
         open_migrated_database(settings) as database,
-        check_lock(database, wait_seconds=SCHEDULED_WAIT_SECONDS),
+        check_lock(database, wait_seconds=SCHEDULED_WAIT_SECONDS, shard=shard),
     ):
         scope = begin_scope(database, full=full or as_of is not None, shard=shard, symbols=symbols)
         get_run_logger().info("checks re-read: %s", scope.describe())
         try:
             result = dbt.build(
                 database,
-                settings.dbt_schema,
+                shard_schema(settings.dbt_schema, shard),
                 select=select,
                 as_of=as_of_text(as_of),
                 symbols=symbols,

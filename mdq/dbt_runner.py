@@ -56,12 +56,15 @@ class DbtPaths:
     explicit: bool
 
 
-def dbt_paths(project_dir: Path | None = None) -> DbtPaths:
+def dbt_paths(project_dir: Path | None = None, shard: str | None = None) -> DbtPaths:
     """Resolve the paths of a dbt run on ``project_dir`` (default: mdq's dbt project).
 
     In a checkout dbt writes ``dbt_project/target`` and ``dbt_project/logs`` as usual. From an
     installed wheel, target, logs and the profile live in the per-user
-    :func:`mdq.resources.dbt_work_dir` (``$MDQ_HOME/dbt``), never in site-packages.
+    :func:`mdq.resources.dbt_work_dir` (``$MDQ_HOME/dbt``), never in site-packages. A shard
+    run (``shard="i/n"``) writes under ``target/shards/<i>-of-<n>`` and
+    ``logs/shards/<i>-of-<n>``: shards of one count run at once from one project folder, and
+    dbt's manifest, run results and partial parse file are per process.
 
     Raises:
         SettingsError: an installed mdq and invalid settings (MDQ_HOME is read).
@@ -69,8 +72,15 @@ def dbt_paths(project_dir: Path | None = None) -> DbtPaths:
     project = project_dir or DBT_PROJECT_DIR
     work = dbt_work_dir() if project_dir is None else None
     if work is None:
-        return DbtPaths(project, DBT_PROFILES_DIR, project / "target", project / "logs", False)
-    return DbtPaths(project, work, work / "target", work / "logs", True)
+        paths = DbtPaths(project, DBT_PROFILES_DIR, project / "target", project / "logs", False)
+    else:
+        paths = DbtPaths(project, work, work / "target", work / "logs", True)
+    if not shard:
+        return paths
+    sub = Path("shards", shard.replace("/", "-of-"))
+    return DbtPaths(
+        project, paths.profiles_dir, paths.target_path / sub, paths.log_path / sub, True
+    )
 
 
 _DBT_LOCK = threading.Lock()
@@ -127,6 +137,7 @@ def dbt_args(
     dbt_vars: Mapping[str, Any] | None = None,
     extra: list[str] | None = None,
     project_dir: Path | None = None,
+    shard: str | None = None,
 ) -> list[str]:
     """Command-line arguments for a dbt command on this project.
 
@@ -135,8 +146,9 @@ def dbt_args(
         dbt_vars: values for ``--vars`` (e.g. ``{"as_of": "2024-06-01T00:00:00Z"}``).
         extra: more arguments, e.g. ``["--select", "stg_market__candles"]``.
         project_dir: another dbt project directory (default: the repository's).
+        shard: ``i/n`` of a shard run: its own target and log paths (:func:`dbt_paths`).
     """
-    paths = dbt_paths(project_dir)
+    paths = dbt_paths(project_dir, shard)
     args = command.split() + [
         "--project-dir",
         str(paths.project_dir),
@@ -517,6 +529,8 @@ class _Invoker:
         self.dbt_vars = dbt_vars
         # set even when empty: a value left in the caller's environment must not leak in
         self.env = dict(env)
+        # a shard writes its own target/ and logs/ (dbt_paths)
+        self.shard = self.env.get(SHARD_ENV) or None
         self.project_dir = project_dir
         self.use_prefect = use_prefect
         self.progress = progress
@@ -545,6 +559,7 @@ class _Invoker:
             if quiet
             else extra,
             project_dir=self.project_dir,
+            shard=self.shard,
         )
         watcher = DbtEventWatcher(sys.stdout if quiet and self.progress else None)
         with dbt_environment(self.database, self.schema, self.env):
@@ -553,7 +568,7 @@ class _Invoker:
                 from prefect_dbt import PrefectDbtRunner
                 from prefect_dbt.core.settings import PrefectDbtSettings
 
-                paths = dbt_paths(self.project_dir)
+                paths = dbt_paths(self.project_dir, self.shard)
                 runner = PrefectDbtRunner(
                     settings=PrefectDbtSettings(
                         project_dir=paths.project_dir,
@@ -574,7 +589,7 @@ class _Invoker:
                 runner_name, full_parse = "dbt", watcher.full_parse
         if res.exception is not None or res.result is None:
             raise DbtRunError(label, _first_lines(str(res.exception or "no result")))
-        target = dbt_paths(self.project_dir).target_path
+        target = dbt_paths(self.project_dir, self.shard).target_path
         if own_results:
             _write_run_results(res.result, target / f"run_results_{command}.json")
         else:

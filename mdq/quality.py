@@ -195,11 +195,14 @@ def run_quality_checks(
 ) -> QualityReport:
     """Run dbt, persist every warning/failing test as anomalies (live runs), and report.
 
-    One run at a time per database (:func:`mdq.db.locks.check_lock`).
+    One run at a time per database, except shards of one count, which run in parallel, each
+    in its own dbt schema (:func:`mdq.db.locks.check_lock`,
+    :func:`mdq.db.check_scope.shard_schema`).
 
     Args:
         database: the project's database.
-        schema: dbt's schema (audit tables in ``<schema>_audit``).
+        schema: dbt's schema (audit tables in ``<schema>_audit``); a shard builds in
+            ``<schema>_shard_<i>_of_<n>``.
         as_of: reference time for "now"-dependent checks (UTC-aware); None: now.
         select: dbt selection; None runs the whole project, and then also resolves open
             anomalies of tests that no longer exist. With a selection only the selected tests
@@ -221,7 +224,8 @@ def run_quality_checks(
             check --full``); otherwise a live run re-reads only what changed since the last
             successful run (module docstring).
         shard: check only this shard's symbols (``mdq check --shard i/n``): its findings are
-            recorded, resolved and counted, the other shards' are left alone.
+            recorded, resolved and counted, the other shards' are left alone; other shards of
+            the same count may run at the same time.
 
     Returns:
         The report; ``verdict`` says ok / anomalies / broken.
@@ -242,12 +246,12 @@ def run_quality_checks(
             ensure_forward(conn, as_of)
     from mdq.db.locks import check_lock
 
-    with check_lock(database, wait_seconds=wait_seconds):
+    with check_lock(database, wait_seconds=wait_seconds, shard=shard):
         scope = begin_scope(database, full=full or as_of is not None, shard=shard, symbols=symbols)
         try:
             result = build_checks(
                 database,
-                schema,
+                scope_db.shard_schema(schema, shard),
                 as_of=as_of,
                 select=select,
                 project_dir=project_dir,

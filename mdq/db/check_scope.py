@@ -91,6 +91,19 @@ class Shard:
         return shard_of(symbol, self.count) == self.index - 1
 
 
+def shard_schema(schema: str, shard: Shard | None) -> str:
+    """The dbt schema of a run: ``schema`` itself for the whole project, else
+    ``<schema>_shard_<i>_of_<n>`` (its stored failures in ``<schema>_shard_<i>_of_<n>_audit``).
+
+    Each shard builds its own models there, so shards run in parallel without racing on dbt's
+    relations, and a shard's incremental models hold only its own symbols. A shard of another
+    count is another schema (built from scratch on its first run).
+    """
+    if shard is None:
+        return schema
+    return f"{schema}_shard_{shard.index}_of_{shard.count}"
+
+
 def shard_of(symbol: str, count: int) -> int:
     """The 0-based shard of ``symbol`` among ``count``: first 32 bits of md5, modulo.
 
