@@ -226,3 +226,56 @@ where true
         )
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro mdq_shard_rows(symbol) %}
+    {#-
+        SQL text `and ...` keeping only the rows whose symbol falls in this
+        run's shard (`mdq check --shard i/n`, macro mdq_run_shard; the same
+        rule as mdq_shard_number and mdq.db.check_scope.shard_of). Empty text
+        outside a shard run, and while parsing.
+
+        Used by stg_market__candles: a shard builds its own dbt schema
+        (mdq.db.check_scope.shard_schema), so that view, and every model and
+        check reading it (the incremental price models, int_candles_sessionized,
+        the per-series checks), holds only the shard's symbols. The venue check
+        reads every symbol (mdq_venue_context).
+
+        Args:
+            symbol: SQL text expression of the row's symbol (never null in
+                market_data).
+
+        Returns:
+            SQL text starting with `and`, or ''.
+    -#}
+    {%- set shard = mdq_run_shard() -%}
+    {%- if shard %}
+    and {{ mdq_shard_number(symbol, shard[1]) }} = {{ shard[0] - 1 }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro mdq_venue_context(model) %}
+    {#-
+        The relation the gap check reads candles from. The check classes a hole
+        'venue_outage' when another symbol of the same venue and timeframe has an
+        overlapping hole (test candle_gaps), so it needs every symbol's rows,
+        whichever shard it falls in: in a shard run (mdq_run_shard) the
+        shard-filtered stg_market__candles (mdq_shard_rows) is replaced by the
+        source market.market_data it types (the checks cast every column they
+        read); the output is still kept to the shard's symbols
+        (get_limit_subquery_sql). Any other model, and any run that is not a
+        shard's, reads `model` itself.
+
+        Args:
+            model: the relation the test is attached to.
+
+        Returns:
+            a relation.
+    -#}
+    {%- set candles = source('market', 'market_data') -%}
+    {%- if mdq_run_shard() and model.identifier == 'stg_market__candles' -%}
+        {{- return(candles) -}}
+    {%- endif -%}
+    {{- return(model) -}}
+{%- endmacro %}

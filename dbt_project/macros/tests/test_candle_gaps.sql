@@ -34,7 +34,7 @@
 with
 
 {{ mdq_sessionized_candles(
-    model,
+    mdq_venue_context(model),
     symbol_column=symbol_column,
     asset_class_column=asset_class_column,
     timeframe_column=timeframe_column,

@@ -3,6 +3,8 @@ with
 
 source as (
     select * from {{ source('market', 'market_data') }}
+    -- a shard run (mdq check --shard i/n, its own schema): only the shard's symbols
+    where true {{ mdq_shard_rows('symbol') }}
 ),
 
 renamed as (
