@@ -446,24 +446,37 @@ def docs(
         raise _fail(str(exc).strip().splitlines()[0]) from None
 
 
-def serve() -> None:
+def serve(
+    check_shards: int = typer.Option(
+        1,
+        "--check-shards",
+        help="n > 1: serve the quality deployments once per shard (after-backfill-shard-i-of-n, "
+        "full-weekly-shard-i-of-n), so that n runs check the database at the same time.",
+    ),
+) -> None:
     """Run the schedules of prefect.yaml in this process (no worker needed).
 
     Backfill daily 02:00 UTC (one at a time), quality checks after each backfill (incremental)
     and a full re-read weekly (Sundays 04:00 UTC), health
     every 6 hours. Needs a Prefect API for the trigger, e.g. `prefect server start`.
     Deployments of the same names registered by `prefect deploy` (for a worker) are replaced;
-    `prefect deploy --all` gives them back to the worker."""
+    `prefect deploy --all` gives them back to the worker. With --check-shards n the quality
+    deployments of another shard count are removed."""
     from prefect import serve as prefect_serve
 
     from mdq.cli import err_console
     from mdq.deployments import build_deployments, take_over
 
-    deployments = build_deployments()
+    if check_shards < 1:
+        raise _fail(f"--check-shards must be >= 1, got {check_shards}")
+    deployments = build_deployments(check_shards)
+    served = {f"{d.flow_name}/{d.name}" for d in deployments}
     for name in take_over(deployments):
         err_console.print(
             f"{name}: replacing the work-pool deployment of `prefect deploy` with this "
-            "process's (run `prefect deploy --all` to give it back to a worker)",
+            "process's (run `prefect deploy --all` to give it back to a worker)"
+            if name in served
+            else f"{name}: removed (this process serves the checks in {check_shards} shard(s))",
             highlight=False,
         )
     prefect_serve(*deployments)

@@ -2,7 +2,9 @@
 
 Backfill daily at 02:00 UTC (concurrency 1), the quality checks after each backfill run
 (an event trigger on the ``backfill`` flow's Completed/Failed; incremental), a full re-read of
-the checks weekly (``full-weekly``), health every 6 hours.
+the checks weekly (``full-weekly``), health every 6 hours. ``mdq serve --check-shards n``
+serves the two quality deployments once per shard (``after-backfill-shard-<i>-of-<n>``, ...,
+parameter ``shard``), so that n flow runs check the database at the same time.
 ``tests/unit/test_deployments.py`` checks that this module and ``prefect.yaml`` agree.
 
 ``prefect deploy`` and ``mdq serve`` register deployments of the same names. Prefect's runner
@@ -35,12 +37,44 @@ AFTER_BACKFILL_TRIGGER: dict[str, Any] = {
 }
 
 
-def build_deployments() -> list[Any]:
-    """The four runner deployments (``RunnerDeployment``) to pass to ``prefect.serve``.
+#: The quality deployments that sharded serving (``mdq serve --check-shards n``) replaces
+#: by one deployment per shard (:func:`quality_deployment_names`).
+QUALITY_DEPLOYMENTS = ("after-backfill", "full-weekly")
+
+
+def quality_deployment_names(check_shards: int = 1) -> dict[str, dict[str, Any]]:
+    """The quality deployments' names and parameters for ``check_shards`` shards.
+
+    One shard: ``after-backfill`` (no parameters) and ``full-weekly`` (``full``). ``n`` > 1:
+    ``after-backfill-shard-<i>-of-<n>`` (``shard: "i/n"``) and ``full-weekly-shard-<i>-of-<n>``
+    (``full``, ``shard``) for each i: n flow runs check one database at the same time, each
+    its own symbols and dbt schema (:mod:`mdq.db.locks`).
+
+    Raises:
+        ValueError: ``check_shards`` < 1.
+    """
+    if check_shards < 1:
+        raise ValueError(f"check_shards must be >= 1, got {check_shards}")
+    if check_shards == 1:
+        return {"after-backfill": {}, "full-weekly": {"full": True}}
+    names: dict[str, dict[str, Any]] = {}
+    for kind, base in (("after-backfill", {}), ("full-weekly", {"full": True})):
+        for index in range(1, check_shards + 1):
+            label = f"{index}/{check_shards}"
+            names[f"{kind}-shard-{index}-of-{check_shards}"] = {**base, "shard": label}
+    return names
+
+
+def build_deployments(check_shards: int = 1) -> list[Any]:
+    """The runner deployments (``RunnerDeployment``) to pass to ``prefect.serve``: the four of
+    ``prefect.yaml``, or with ``check_shards`` > 1 one after-backfill and one weekly quality
+    deployment per shard (:func:`quality_deployment_names`; ``mdq serve --check-shards n``).
 
     Raises:
         ImportError: the backfill flow (``flows/backfill.py``) is missing.
+        ValueError: ``check_shards`` < 1.
     """
+    quality_names = quality_deployment_names(check_shards)
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
@@ -51,6 +85,20 @@ def build_deployments() -> list[Any]:
     quality_checks = load_flow("quality_checks.py:quality_checks")
 
     trigger = {k: v for k, v in AFTER_BACKFILL_TRIGGER.items() if k != "type"}
+    quality = [
+        quality_checks.to_deployment(
+            name=name,
+            **(
+                {"schedules": [Cron(FULL_CHECK_CRON, timezone="UTC")]}
+                if parameters.get("full")
+                else {"triggers": [DeploymentEventTrigger(**trigger)]}
+            ),
+            **({"parameters": parameters} if parameters else {}),
+            concurrency_limit=1,
+            tags=["mdq", "quality"],
+        )
+        for name, parameters in quality_names.items()
+    ]
     return [
         backfill.to_deployment(
             name="daily",
@@ -58,19 +106,7 @@ def build_deployments() -> list[Any]:
             concurrency_limit=1,
             tags=["mdq", "backfill"],
         ),
-        quality_checks.to_deployment(
-            name="after-backfill",
-            triggers=[DeploymentEventTrigger(**trigger)],
-            concurrency_limit=1,
-            tags=["mdq", "quality"],
-        ),
-        quality_checks.to_deployment(
-            name="full-weekly",
-            schedules=[Cron(FULL_CHECK_CRON, timezone="UTC")],
-            parameters={"full": True},
-            concurrency_limit=1,
-            tags=["mdq", "quality"],
-        ),
+        *quality,
         health_check.to_deployment(
             name="every-6h",
             schedules=[Cron(HEALTH_CRON, timezone="UTC")],
@@ -90,6 +126,9 @@ def take_over(deployments: list[Any]) -> list[str]:
     Args:
         deployments: the runner deployments about to be served (:func:`build_deployments`).
 
+    Quality deployments of another shard count than the ones served (``after-backfill`` when
+    serving shards, or shards of an earlier ``mdq serve --check-shards``) are deleted too.
+
     Returns:
         The names (``flow/deployment``) of the deployments deleted, in the given order.
     """
@@ -107,4 +146,30 @@ def take_over(deployments: list[Any]) -> list[str]:
             if existing.work_pool_name or existing.pull_steps:
                 client.delete_deployment(existing.id)
                 taken.append(name)
+        taken += _retire_other_quality_deployments(client, deployments)
     return taken
+
+
+def _retire_other_quality_deployments(client: Any, deployments: list[Any]) -> list[str]:
+    """Delete the quality deployments of another shard count than the ones served (e.g.
+    ``after-backfill`` once ``mdq serve --check-shards 2`` serves its shards): left in the
+    API, their trigger and schedule would still start runs that nobody serves. Returns their
+    ``flow/deployment`` names."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    served = {d.name for d in deployments if d.flow_name == "quality-checks"}
+    if not served:
+        return []
+    retired: list[str] = []
+    existing = client.read_deployments(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=["quality-checks"]))
+    )
+    for deployment in existing:
+        name = str(deployment.name)
+        ours = name in QUALITY_DEPLOYMENTS or name.startswith(
+            tuple(f"{kind}-shard-" for kind in QUALITY_DEPLOYMENTS)
+        )
+        if ours and name not in served:
+            client.delete_deployment(deployment.id)
+            retired.append(f"quality-checks/{name}")
+    return retired

@@ -77,3 +77,33 @@ def test_mdq_serve_builds_the_same_four_deployments(configs: dict[str, dict]) ->
     assert built["daily"].concurrency_limit == 1
     (trigger,) = built["after-backfill"].triggers
     assert set(trigger.expect) == set(AFTER_BACKFILL_TRIGGER["expect"])
+
+
+def test_mdq_serve_check_shards_serves_one_quality_deployment_per_shard() -> None:
+    pytest.importorskip("flows.backfill", reason="the backfill flow lands with issue 3")
+    from mdq.deployments import build_deployments, quality_deployment_names
+
+    with pytest.raises(ValueError, match="check_shards"):
+        quality_deployment_names(0)
+    built = {d.name: d for d in build_deployments(check_shards=2)}
+    assert set(built) == {
+        "daily",
+        "every-6h",
+        "after-backfill-shard-1-of-2",
+        "after-backfill-shard-2-of-2",
+        "full-weekly-shard-1-of-2",
+        "full-weekly-shard-2-of-2",
+    }
+    for index in (1, 2):
+        after = built[f"after-backfill-shard-{index}-of-2"]
+        weekly = built[f"full-weekly-shard-{index}-of-2"]
+        assert after.parameters == {"shard": f"{index}/2"}
+        (trigger,) = after.triggers
+        assert set(trigger.expect) == set(AFTER_BACKFILL_TRIGGER["expect"])
+        assert not after.schedules
+        assert weekly.parameters == {"full": True, "shard": f"{index}/2"}
+        assert [s.schedule.cron for s in weekly.schedules] == [FULL_CHECK_CRON]
+        assert after.concurrency_limit == weekly.concurrency_limit == 1
+        assert after.entrypoint == built["daily"].entrypoint.replace(
+            "backfill.py:backfill", "quality_checks.py:quality_checks"
+        )
