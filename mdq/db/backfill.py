@@ -1198,7 +1198,7 @@ def record_file_load(
     Per series it stores the fingerprint of its candles (given, or taken by a scan of
     ``[first_ts, last_ts]`` when None), the instruments row, the watermark and the number of
     its execution's quarantined rows as they are now: :func:`unchanged_file_series` compares
-    them later.
+    them later. Records of other digests under the same ``source`` (file name) are deleted.
     """
     with conn.transaction():
         conn.execute(
@@ -1219,6 +1219,15 @@ def record_file_load(
         conn.execute(
             "delete from backfill_file_series where provider = %s and source_digest = %s",
             (provider, source_digest),
+        )
+        # one record per file name: an earlier version of the file is forgotten (its rerun
+        # loads in full), so the records do not grow with every daily drop
+        conn.execute(
+            """
+            delete from backfill_file_loads
+            where provider = %s and source = %s and source_digest <> %s
+            """,
+            (provider, source, source_digest),
         )
         with conn.cursor() as cur:
             cur.executemany(

@@ -175,6 +175,11 @@ def test_one_changed_candle_among_many_series_is_the_one_revision(
     assert again._parsed is None
     assert all(r.status == "completed" and r.inserted == r.updated == 0 for r in third)
     assert _writes(uconn, "B")[2] == before[2] + 1
+    # one record per file name: the first version's was replaced by the second's
+    recorded = uconn.execute(
+        "select source_digest from backfill_file_loads where source = 'b.csv'"
+    ).fetchall()
+    assert recorded == [(again.content_digest(),)]
 
 
 def test_a_new_bad_row_in_a_rerun_is_quarantined_with_its_reason(
@@ -195,6 +200,29 @@ def test_a_new_bad_row_in_a_rerun_is_quarantined_with_its_reason(
         (hit.execution_id,),
     ).fetchone()
     assert reason is not None and reason[0] and reason[1] == len(lines) + 2
+
+
+def test_a_series_with_an_active_backfill_is_not_confirmed_unchanged(
+    uc_database: Database, uconn: psycopg.Connection, tmp_path: Path
+) -> None:
+    path = _write(tmp_path / "e.csv", _rows("E"))
+    _load(uc_database, path)
+    symbol = f"E{SYMBOLS[4]}"
+    uconn.execute(
+        """
+        insert into backfill_state_persistent (
+            execution_id, symbol, timeframe, status, lease_expires_at
+        )
+        values (gen_random_uuid(), %s, '1h', 'in_progress', now() + interval '1 hour')
+        """,
+        (symbol,),
+    )
+    provider = CsvFileProvider(path)
+    results, _ = _load(uc_database, provider)
+    assert provider._parsed is not None  # loaded in full: the active one is respected
+    [held] = [r for r in results if r.symbol == symbol]
+    assert held.status == "skipped"
+    assert all(r.status == "completed" for r in results if r.symbol != symbol)
 
 
 @pytest.mark.parametrize("change", ["update", "delete", "instrument", "watermark"])
