@@ -1186,21 +1186,30 @@ def run_backfill(
                 and not timeframes
                 and window is None
             )
+            confirmed: list[SeriesResult] = []
+            only: frozenset[tuple[str, str]] | None = None
             if whole_file:
                 _digest_in_background(prov)
                 rerun = rerun_unchanged_file(conn, prov)
                 if rerun is not None:
-                    results, accounting = rerun
-                    for result in results:
+                    confirmed, only = rerun.results, rerun.changed
+                    for result in confirmed:
                         if on_result is not None:
                             on_result(result)
-                    logger.info("%s", accounting.line())
-                    if on_accounting is not None:
-                        on_accounting(accounting)
-                    return results
+                    if rerun.accounting is not None:  # the whole file is unchanged
+                        logger.info("%s", rerun.accounting.line())
+                        if on_accounting is not None:
+                            on_accounting(rerun.accounting)
+                        return confirmed
             requests, series = plan_requests(prov, conn, wanted, timeframes, window)
             db.upsert_instruments(conn, [s.instrument for s in series])
-        results = _run_waves(target, prov, requests, options, cap, runner, on_result)
+        todo = [r for r in requests if only is None or (r.symbol, r.timeframe) in only]
+        results = _run_waves(target, prov, todo, options, cap, runner, on_result)
+        if confirmed:  # the unchanged series with the loaded ones, in request order
+            order = {(r.symbol, r.timeframe): i for i, r in enumerate(requests)}
+            results = sorted(
+                [*confirmed, *results], key=lambda r: order.get((r.symbol, r.timeframe), -1)
+            )
         for result in record_rejected_series(
             target, prov, requests, wanted, timeframes, window, options, notifier=notifier
         ):
@@ -1227,29 +1236,44 @@ def _digest_in_background(provider: Provider) -> None:
     threading.Thread(target=compute, name="mdq-content-digest", daemon=True).start()
 
 
-def rerun_unchanged_file(
-    conn: psycopg.Connection, provider: Provider
-) -> tuple[list[SeriesResult], Accounting] | None:
-    """Recognise a rerun of a file whose whole-file load is recorded (migration 155) and
-    record it in bulk, without parsing the file or comparing a candle.
+@dataclass(frozen=True)
+class UnchangedRerun:
+    """What :func:`rerun_unchanged_file` recognised.
 
-    The provider's content digest (code, mapping, file bytes) must match a recorded load, and
-    every series of that load must be unchanged in the database since (its candles'
-    fingerprint, instruments row, watermark and quarantined rows; no backfill of it active):
-    then one transaction records a ``completed`` state row per series with every row counted
-    as before (stored rows unchanged, rejected rows quarantined, duplicates, outside the
-    window), moves the quarantined rows to the new executions and resets the failure streaks.
-    0 rows are written to ``market_data``. Otherwise nothing is recorded and the caller loads
-    the file in full, which compares every series (and logs why).
+    Attributes:
+        results: the series confirmed unchanged (recorded already), sorted by symbol and
+            timeframe.
+        changed: the series of the file to load in full (empty: the whole file is unchanged).
+        accounting: the run's accounting when the whole file is unchanged, else None (the
+            full load's accounting covers every series).
+    """
+
+    results: list[SeriesResult]
+    changed: frozenset[tuple[str, str]]
+    accounting: Accounting | None
+
+
+def rerun_unchanged_file(conn: psycopg.Connection, provider: Provider) -> UnchangedRerun | None:
+    """Recognise a rerun of a file whose whole-file load is recorded (migration 155) and
+    record its unchanged series in bulk, without parsing the file or comparing a candle.
+
+    The provider's content digest (code, mapping, file bytes) must match a recorded load; a
+    series of that load is unchanged when the database still holds it as recorded (its
+    candles' fingerprint, instruments row, watermark and quarantined rows; no backfill of it
+    active). One transaction records a ``completed`` state row per unchanged series with every
+    row counted as before (stored rows unchanged, rejected rows quarantined, duplicates,
+    outside the window), moves their quarantined rows to the new executions and resets their
+    failure streaks: 0 rows written to ``market_data``. The other series are left to the
+    caller, which loads them in full (comparing every candle); the reason is logged.
 
     Returns:
-        (one result per series, sorted by symbol and timeframe; the run's accounting), or
-        None when the rerun must load in full.
+        What was confirmed and what is left, or None when no load of this file is recorded
+        or no series is unchanged (load everything in full).
 
     Raises:
         ProviderError: the file could not be read.
-        AccountingMismatch: the recorded counts do not add up (not expected: they added up
-            when recorded).
+        AccountingMismatch: the whole file is unchanged but its recorded counts do not add up
+            (not expected: they added up when recorded).
     """
     started = time.monotonic()
     if not db.has_file_loads(conn, provider.name):
@@ -1258,23 +1282,24 @@ def rerun_unchanged_file(
     load = db.unchanged_file_series(conn, provider.name, digest)
     if load is None:
         return None
+    same = [s for s in load.series if s.unchanged]
     changed = [s for s in load.series if not s.unchanged]
-    if not load.series or changed:
+    if changed or not same:
         first = (
             f"{changed[0].symbol}/{changed[0].timeframe}: {changed[0].why}"
             if changed
             else "its series records are incomplete"
         )
         logger.info(
-            "%s was loaded before, unchanged, but %s%s: loading it in full",
+            "%s was loaded before, unchanged, but %s%s: loading %s in full",
             load.source,
             first,
             f" (and {len(changed) - 1} more series)" if len(changed) > 1 else "",
+            f"{len(changed)} of {len(load.series)} series" if same else "it",
         )
+    if not same:
         return None
-    ids = db.confirm_unchanged_file(
-        conn, provider=provider.name, source_digest=digest, series=load.series
-    )
+    ids = db.confirm_unchanged_file(conn, provider=provider.name, source_digest=digest, series=same)
     seconds = time.monotonic() - started
     results = [
         SeriesResult(
@@ -1288,11 +1313,21 @@ def rerun_unchanged_file(
             quarantined=s.quarantined,
             duplicates=s.duplicates,
             outside_window=s.outside_window,
-            seconds=seconds / len(load.series),
+            seconds=seconds / len(same),
             watermark=s.watermark,
+            span=s.span,
+            fingerprint=s.fingerprint,
         )
-        for s in sorted(load.series, key=lambda s: (s.symbol, s.timeframe))
+        for s in sorted(same, key=lambda s: (s.symbol, s.timeframe))
     ]
+    logger.info(
+        "%s: %d series unchanged since its load, confirmed without parsing (%.1f s)",
+        load.source,
+        len(results),
+        seconds,
+    )
+    if changed:
+        return UnchangedRerun(results, frozenset((s.symbol, s.timeframe) for s in changed), None)
     accounting = Accounting(
         input_rows=load.input_rows,
         stored=sum(r.stored for r in results),
@@ -1310,13 +1345,7 @@ def rerun_unchanged_file(
     )
     if placed != accounting.input_rows:
         raise AccountingMismatch(accounting.line())
-    logger.info(
-        "%s unchanged since its load: %d series confirmed without parsing (%.1f s)",
-        load.source,
-        len(results),
-        seconds,
-    )
-    return results, accounting
+    return UnchangedRerun(results, frozenset(), accounting)
 
 
 def record_whole_file(

@@ -1312,6 +1312,7 @@ class FileSeriesCheck:
         unchanged: its candles' fingerprint, instruments row, watermark and quarantined rows
             are as recorded, and no backfill of it is active.
         why: what differs, when not unchanged.
+        span, fingerprint: the recorded first and last candle and (rows, sum of xmin).
     """
 
     symbol: str
@@ -1327,6 +1328,8 @@ class FileSeriesCheck:
     watermark: datetime | None
     unchanged: bool
     why: str | None
+    span: tuple[datetime, datetime] | None = None
+    fingerprint: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -1387,7 +1390,7 @@ def unchanged_file_series(
         select
             symbol, timeframe, execution_id, asset_class, window_start, window_end,
             records_fetched, records_stored, records_quarantined, records_duplicate,
-            records_out_of_window, now_watermark,
+            records_out_of_window, now_watermark, first_ts, last_ts, candles, xmin_sum,
             case
                 when busy then 'a backfill of the series is active'
                 when (now_candles, now_xmin_sum) is distinct from (candles, xmin_sum)
@@ -1415,8 +1418,10 @@ def unchanged_file_series(
             duplicates=r[9],
             outside_window=r[10],
             watermark=r[11],
-            unchanged=r[12] is None,
-            why=r[12],
+            span=(r[12], r[13]),
+            fingerprint=(int(r[14]), int(r[15])),
+            unchanged=r[16] is None,
+            why=r[16],
         )
         for r in rows
     ]

@@ -226,8 +226,12 @@ def test_a_series_with_an_active_backfill_is_not_confirmed_unchanged(
 
 
 @pytest.mark.parametrize("change", ["update", "delete", "instrument", "watermark"])
-def test_a_database_changed_since_the_load_reruns_in_full(
-    uc_database: Database, uconn: psycopg.Connection, tmp_path: Path, change: str
+def test_a_series_changed_in_the_database_since_the_load_is_loaded_in_full(
+    uc_database: Database,
+    uconn: psycopg.Connection,
+    tmp_path: Path,
+    change: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     prefix = f"D{change[0].upper()}"
     path = _write(tmp_path / f"{prefix}.csv", _rows(prefix))
@@ -250,8 +254,15 @@ def test_a_database_changed_since_the_load_reruns_in_full(
             (symbol,),
         )
     provider = CsvFileProvider(path)
-    results, _ = _load(uc_database, provider)
-    assert provider._parsed is not None  # not skipped: loaded and compared in full
+    with caplog.at_level("INFO", logger="mdq.backfill_core"):
+        results, accounting = _load(uc_database, provider)
+    assert provider._parsed is not None  # that series is loaded and compared in full
+    # ... and only that one: the others are confirmed in bulk
+    assert f"{symbol}/1h: " in caplog.text
+    assert f"loading 1 of {len(SYMBOLS)} series in full" in caplog.text
+    assert f"{len(SYMBOLS) - 1} series unchanged since its load" in caplog.text
+    assert [r.symbol for r in results] == [r.symbol for r in first]
+    assert accounting.input_rows == accounting.stored == len(SYMBOLS) * PER_SERIES
     assert all(r.status == "completed" for r in results)
     [hit] = [r for r in results if r.symbol == symbol]
     if change == "update":
@@ -265,4 +276,8 @@ def test_a_database_changed_since_the_load_reruns_in_full(
     else:
         assert (hit.inserted, hit.updated) == (0, 0)
     assert sum(r.inserted + r.updated for r in results if r.symbol != symbol) == 0
-    assert len(results) == len(first)
+    # recorded again, the changed series with the confirmed ones: the next rerun parses nothing
+    again = CsvFileProvider(path)
+    third, _ = _load(uc_database, again)
+    assert again._parsed is None
+    assert sum(r.inserted + r.updated for r in third) == 0
