@@ -1140,9 +1140,12 @@ def run_backfill(
     default thread pool, whose threads keep one connection each, and the flow's tasks do).
     Series whose every row was rejected are recorded failed (:func:`record_rejected_series`);
     then the run's accounting is checked (:func:`account`), logged and passed to
-    ``on_accounting``. For ``yfinance`` and ``ccxt``, ``symbols`` may be the provider's
-    symbols (``BTC/USDT``) or the project's (``binance:BTC/USDT``), see
-    :func:`resolve_symbols`.
+    ``on_accounting``. A run over a whole file (a provider with ``content_digest``; no symbols,
+    timeframes or window) is recorded when it completes (:func:`record_whole_file`); a rerun
+    of the same file confirms the series unchanged since in bulk without parsing the file
+    (:func:`rerun_unchanged_file`) and loads only the others. For ``yfinance`` and
+    ``ccxt``, ``symbols`` may be the provider's symbols (``BTC/USDT``) or the project's
+    (``binance:BTC/USDT``), see :func:`resolve_symbols`.
 
     Raises:
         InvalidWindow: only one of start/end, naive datetimes, or end not after start.
