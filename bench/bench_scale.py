@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/bench_scale.py [--candles 1000000] [--symbols S] [--parts P1,P2]
-        [--check] [--keep]
+        [--check] [--keep] [--shards 2]
 
 The data: ``--candles`` 1m candles of 24/7 (crypto) symbols, a random walk per symbol, written
 once as a canonical CSV file (``symbol,asset_class,timeframe,ts,open,high,low,close,volume``,
@@ -33,6 +33,10 @@ Parts (each a function; a part other helpers add plugs into :data:`PARTS`):
   default: only the changed series from a few candles before the new ones), and ``mdq check
   --full`` over the same rows; with the five slowest dbt nodes of each run (mdq's one line
   per node).
+* P5 ``N shards at once / unsharded``: ``mdq check --full`` once unsharded and as ``--shards``
+  (default 2) processes ``mdq check --full --shard i/N`` started together (each the second of
+  two runs; the CSV is loaded first when P1 did not run); the wall time of the shards over the unsharded run's (1/N would be perfect
+  division; the gap check reads every symbol in each shard, and the shards share the cores).
 
 Peak memory is the benchmark process's maximum resident set (``ru_maxrss``), which includes the
 backfill (it runs in this process); the server's memory is not included.
@@ -414,12 +418,69 @@ def p4_health(ctx: Context) -> None:
     )
 
 
+def run_shards(ctx: Context, count: int) -> tuple[float, list[float]]:
+    """``mdq check --full --shard i/count`` for every i, started together as processes.
+
+    Returns:
+        (wall seconds from the first start to the last end, each shard's own seconds).
+
+    Raises:
+        SystemExit: a shard could not run (exit status other than 0 and 1).
+    """
+    import subprocess
+
+    env = {**os.environ, "MDQ_DATABASE_URL": ctx.database.url(), "MDQ_DBT_SCHEMA": "bench"}
+    env.pop("PREFECT_API_URL", None)
+    env["DBT_QUIET"] = "1"
+    mdq = str(REPO_ROOT / ".venv" / "bin" / "mdq")
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [mdq, "check", "--full", "--shard", f"{index}/{count}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(1, count + 1)
+    ]
+    own: list[float] = []
+    for proc in procs:
+        _, err = proc.communicate()
+        own.append(time.perf_counter() - started)
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"mdq check --shard failed ({proc.returncode}): {err[-2000:]}")
+    return time.perf_counter() - started, own
+
+
+def p5_shards(ctx: Context) -> None:
+    """P5: wall time of ``--shards`` shards of ``mdq check --full`` run at the same time
+    ÷ one unsharded ``mdq check --full`` (each the second of two runs: the first builds the
+    shard's schema and dbt's parse in its own target/)."""
+    count = ctx.args.shards
+    with connect(ctx.database, autocommit=True) as conn:
+        row = conn.execute("select exists (select 1 from market_data)").fetchone()
+    if not (row and row[0]):
+        backfill(ctx)
+    full_check(ctx)
+    unsharded = full_check(ctx)
+    run_shards(ctx, count)
+    wall, own = run_shards(ctx, count)
+    ctx.add(
+        f"P5 {count} shards at once / unsharded (full)",
+        f"unsharded {unsharded:.1f} s; {count} shards in parallel {wall:.1f} s wall "
+        f"(each ended after {', '.join(f'{s:.1f}' for s in own)} s)",
+        f"{wall / unsharded:.2f} (1/{count} = perfect)",
+    )
+
+
 #: The parts, run in this order on one database (P1 loads the data the later parts read).
 PARTS: list[tuple[str, Callable[[Context], None]]] = [
     ("P1", p1_write),
     ("P2", p2_scan),
     ("P3", p3_incremental),
     ("P4", p4_health),
+    ("P5", p5_shards),
 ]
 
 
@@ -430,12 +491,13 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="P2: also run a full mdq check")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument("--parts", default=",".join(name for name, _ in PARTS))
+    parser.add_argument("--shards", type=int, default=2, help="P5: shards run at once")
     args = parser.parse_args()
     symbols = args.symbols or max(1, min(1000, args.candles // 10_000))
     wanted = set(args.parts.split(","))
     unknown = wanted - {name for name, _ in PARTS}
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; known: P1, P2, P3, P4")
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; known: P1, P2, P3, P4, P5")
     with tempfile.TemporaryDirectory(prefix="mdq-bench-scale-") as tmp:
         path = Path(tmp) / "candles.csv"
         started = time.perf_counter()
