@@ -35,8 +35,9 @@ Parts (each a function; a part other helpers add plugs into :data:`PARTS`):
   per node).
 * P5 ``N shards at once / unsharded``: ``mdq check --full`` once unsharded and as ``--shards``
   (default 2) processes ``mdq check --full --shard i/N`` started together (each the second of
-  two runs; the CSV is loaded first when P1 did not run); the wall time of the shards over the unsharded run's (1/N would be perfect
-  division; the gap check reads every symbol in each shard, and the shards share the cores).
+  two runs; the CSV is loaded first when P1 did not run); the wall time of the shards over
+  the unsharded run's (1/N would be perfect division; the gap check reads every symbol in
+  each shard, and the shards share the cores).
 
 Peak memory is the benchmark process's maximum resident set (``ru_maxrss``), which includes the
 backfill (it runs in this process); the server's memory is not included.
