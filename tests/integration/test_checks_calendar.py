@@ -324,7 +324,11 @@ def findings(make_database: Callable[[], Database]) -> Iterator[Findings]:
             / "target/compiled/mdq/models/staging/market/_market__models.yml"
             / "duplicate_candles_stg_market__candles.sql"
         ).read_text()
-        adopted = _adopted_duplicates(conn, compiled)
+        sessionize = (
+            DBT_PROJECT_DIR
+            / "target/compiled/mdq/models/intermediate/calendar/int_candles_sessionized.sql"
+        ).read_text()
+        adopted = _adopted_duplicates(conn, compiled, sessionize)
     # incremental run: gaps only within a 30-day look-back; staleness reads all history
     stale_run = run_dbt(
         database,
@@ -345,8 +349,13 @@ def findings(make_database: Callable[[], Database]) -> Iterator[Findings]:
     )
 
 
-def _adopted_duplicates(conn: psycopg.Connection, compiled_sql: str) -> list[dict[str, Any]]:
-    """Run the compiled duplicate check against an adopted table without the unique key."""
+def _adopted_duplicates(
+    conn: psycopg.Connection, compiled_sql: str, sessionize_sql: str
+) -> list[dict[str, Any]]:
+    """Run the compiled duplicate check against an adopted table without the unique key: the
+    compiled model int_candles_sessionized (a full build) sessionizes it into a table the
+    check then reads in place of the model, and the check reads the duplicated keys' values
+    from the adopted table in place of stg_market__candles."""
     conn.execute(
         "create table adopted_candles (symbol text, asset_class text, timeframe text,"
         " ts timestamptz, open float8, high float8, low float8, close float8, volume float8)"
@@ -362,9 +371,15 @@ def _adopted_duplicates(conn: psycopg.Connection, compiled_sql: str) -> list[dic
         """
     )
     relation = re.compile(r'"[^"]+"\."' + SCHEMA + r'"\."stg_market__candles"')
+    shared = re.compile(r'"[^"]+"\."' + SCHEMA + r'"\."int_candles_sessionized"')
     assert relation.search(compiled_sql), "compiled test does not read stg_market__candles"
+    assert shared.search(compiled_sql), "compiled test does not read int_candles_sessionized"
+    conn.execute(
+        "create table adopted_sessionized as " + relation.sub("adopted_candles", sessionize_sql)
+    )
+    check_sql = shared.sub("adopted_sessionized", relation.sub("adopted_candles", compiled_sql))
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(relation.sub("adopted_candles", compiled_sql) + " order by ts_start")
+        cur.execute(check_sql + " order by ts_start")
         return cur.fetchall()
 
 

@@ -114,7 +114,9 @@
     calendar_column=none,
     value_columns=[],
     apply_lookback=true,
-    apply_scope=true
+    apply_scope=true,
+    apply_as_of=true,
+    sessionized_model=none
 ) %}
     {#-
         CTE text (no leading `with`, no trailing comma) ending in
@@ -164,6 +166,20 @@
         that range (mdq.quality.SCOPED_CHECKS). apply_scope=false leaves the
         scope out (and the dependency on the source: the model
         int_candles_sessionized, whose unit tests mock every input).
+        apply_as_of=false keeps the candles at or after as_of too (the model
+        int_candles_sessionized stores every candle; the checks cut at as_of).
+
+        Shared pass (sessionized_model, the model int_candles_sessionized,
+        issue 15): the candles are not sessionized again but read from that
+        table with the same filters (as_of, look-back, scope), so a check's
+        rows are those of its own pass. candles_sessionized then has only the
+        per-candle columns symbol, asset_class, timeframe, ts, as_of,
+        calendar, venue, grid, is_daily, session_date, slot_ordinal,
+        slot_offset_seconds, is_covered, is_in_session, is_aligned (the
+        session's own columns are a join to mdq_sessions_enumerated on
+        calendar, timeframe, grid and session_date; value_columns are not
+        available). The column arguments then name the columns of `model`,
+        which is not read here.
     -#}
     {%- set lookback = var('check_lookback_days', none) -%}
     {%- if lookback is not none and lookback is not number -%}
@@ -176,23 +192,17 @@
     {%- set scope_relation = source('market', 'check_scopes') if apply_scope else none -%}
     {%- set scope_id = mdq_check_scope_id() if apply_lookback and apply_scope else none -%}
 
-    mdq_candles_source as (
-        select
-            {{ symbol_column }}::text as symbol,
-            {{ asset_class_column }}::text as asset_class,
-            {{ timeframe_column }}::text as timeframe,
-            {{ ts_column }}::timestamptz as ts,
-            {%- if calendar_column %}
-            {{ calendar_column }}::text as calendar_override,
-            {%- else %}
-            null::text as calendar_override,
-            {%- endif %}
-            {%- for column in value_columns %}
-            {{ column }},
-            {%- endfor %}
-            {{ mdq_as_of() }} as as_of
-        from {{ model }} as mdq_rows
-        where {{ ts_column }} < {{ mdq_as_of() }}
+    {%- if sessionized_model is not none -%}
+        {#- the shared pass reads the stored table, whose columns are these -#}
+        {%- set symbol_column, timeframe_column, ts_column = 'symbol', 'timeframe', 'ts' -%}
+    {%- endif %}
+    {%- set mdq_row_filters -%}
+        where
+        {%- if apply_as_of %}
+            {{ ts_column }} < {{ mdq_as_of() }}
+        {%- else %}
+            true
+        {%- endif %}
         {%- if lookback is not none and apply_lookback %}
             and {{ ts_column }}
             >= {{ mdq_as_of() }} - make_interval(days => {{ lookback }})
@@ -225,6 +235,59 @@
                     and mdq_rows.{{ ts_column }} >= mdq_scope.read_from
             )
         {%- endif %}
+    {%- endset %}
+
+    {%- if sessionized_model is not none %}
+
+    mdq_calendars as not materialized (
+        select * from {{ ref('stg_market__trading_calendars') }}
+    ),
+
+    mdq_sessions_enumerated as not materialized (
+        select * from {{ ref('int_trading_sessions_enumerated') }}
+        union all
+        select * from {{ ref('int_trading_sessions_clock_enumerated') }}
+    ),
+
+    candles_sessionized as (
+        select
+            mdq_rows.symbol,
+            mdq_rows.asset_class,
+            mdq_rows.timeframe,
+            mdq_rows.ts,
+            {{ mdq_as_of() }} as as_of,
+            mdq_rows.calendar,
+            mdq_rows.venue,
+            mdq_rows.grid,
+            mdq_rows.timeframe = '1d' as is_daily,
+            mdq_rows.session_date,
+            mdq_rows.slot_ordinal,
+            mdq_rows.slot_offset_seconds,
+            mdq_rows.is_covered,
+            mdq_rows.is_in_session,
+            mdq_rows.is_aligned
+        from {{ sessionized_model }} as mdq_rows
+{{ mdq_row_filters }}
+    )
+    {%- else %}
+
+    mdq_candles_source as (
+        select
+            {{ symbol_column }}::text as symbol,
+            {{ asset_class_column }}::text as asset_class,
+            {{ timeframe_column }}::text as timeframe,
+            {{ ts_column }}::timestamptz as ts,
+            {%- if calendar_column %}
+            {{ calendar_column }}::text as calendar_override,
+            {%- else %}
+            null::text as calendar_override,
+            {%- endif %}
+            {%- for column in value_columns %}
+            {{ column }},
+            {%- endfor %}
+            {{ mdq_as_of() }} as as_of
+        from {{ model }} as mdq_rows
+{{ mdq_row_filters }}
     ),
 
     mdq_instruments as not materialized (
@@ -379,6 +442,7 @@
             and candles.grid = sessions.grid
             and candles.session_date = sessions.session_date
     )
+    {%- endif %}
 {% endmacro %}
 
 

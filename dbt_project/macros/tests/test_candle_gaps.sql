@@ -5,6 +5,7 @@
     timeframe_column='timeframe',
     ts_column='ts',
     calendar_column=none,
+    sessionized_model=none,
     error_after_var='mdq_gap_error_after_candles'
 ) %}
 {#-
@@ -30,6 +31,11 @@
     var `mdq_early_close_stub` (per asset class and timeframe): 'ignore' (the
     default: no row), 'warn' (one row, anomaly_type 'early_close_stub',
     severity warn) or 'gap' (an ordinary gap).
+
+    sessionized_model: the model int_candles_sessionized (YAML argument), whose
+        stored pass this check reads instead of sessionizing `model` again
+        (macro mdq_sessionized_candles); none: its own pass over `model` (any
+        other candle model or column names).
 -#}
 with
 
@@ -39,7 +45,8 @@ with
     asset_class_column=asset_class_column,
     timeframe_column=timeframe_column,
     ts_column=ts_column,
-    calendar_column=calendar_column
+    calendar_column=calendar_column,
+    sessionized_model=sessionized_model
 ) }},
 
 confirmed_empty as (
@@ -101,14 +108,9 @@ ordered as (
         calendar,
         venue,
         ts,
-        timeframe_seconds,
-        slot_ordinal,
-        bars_before,
-        first_slot_at,
         grid,
-        grid_anchor_at,
-        stub_bars,
-        previous_session_last_slot_at,
+        session_date,
+        slot_ordinal,
         lag(slot_ordinal) over by_symbol as previous_slot_ordinal,
         lag(ts) over by_symbol as previous_ts
     from in_session
@@ -118,9 +120,22 @@ ordered as (
 ),
 
 jumps as (
-    select *
+    -- the session of the candle after each hole (an in-session candle has one)
+    select
+        ordered.*,
+        own_sessions.timeframe_seconds,
+        own_sessions.bars_before,
+        own_sessions.first_slot_at,
+        own_sessions.grid_anchor_at,
+        own_sessions.stub_bars,
+        own_sessions.previous_session_last_slot_at
     from ordered
-    where slot_ordinal - previous_slot_ordinal > 1
+    inner join mdq_sessions_enumerated as own_sessions
+        on ordered.calendar = own_sessions.calendar
+        and ordered.timeframe = own_sessions.timeframe
+        and ordered.grid = own_sessions.grid
+        and ordered.session_date = own_sessions.session_date
+    where ordered.slot_ordinal - ordered.previous_slot_ordinal > 1
 ),
 
 holes as (

@@ -5,6 +5,7 @@
     timeframe_column='timeframe',
     ts_column='ts',
     calendar_column=none,
+    sessionized_model=none,
     stale_after_var='mdq_stale_after_candles',
     error_after_var='mdq_stale_error_after_candles'
 ) %}
@@ -29,6 +30,11 @@
         model is): the same verdict at a cost that follows the number of
         series (with calendar_column or other column names: the scan).
         Not in mdq.quality.SCOPED_CHECKS: it judges every series each run.
+
+    sessionized_model: the model int_candles_sessionized (YAML argument), whose
+        stored pass this check reads instead of sessionizing `model` again
+        (macro mdq_sessionized_candles); none: its own pass over `model` (any
+        other candle model or column names).
 -#}
 {#- incremental run: the last in-session candle of every series by index
     look-ups (all series: a dead feed is one with no change), not all history -#}
@@ -37,6 +43,7 @@
 {%- if mdq_check_scope_id() and index_path -%}
     {#- market_data itself (the model is its staging view: same rows) -#}
     {%- set candles = mdq_last_in_session_candles() -%}
+    {%- set sessionized_model = none -%}
 {%- else -%}
     {%- set candles = model -%}
 {%- endif %}
@@ -49,6 +56,7 @@ with
     timeframe_column=timeframe_column,
     ts_column=ts_column,
     calendar_column=calendar_column,
+    sessionized_model=sessionized_model,
     apply_lookback=false
 ) }},
 

@@ -5,6 +5,7 @@
     timeframe_column='timeframe',
     ts_column='ts',
     calendar_column=none,
+    sessionized_model=none,
     value_columns=['open', 'high', 'low', 'close', 'volume'],
     severity_var='mdq_duplicate_severity'
 ) %}
@@ -22,7 +23,13 @@
 
     observed_value: rows of the key, session or slot; expected_value: 1.
     Cost: one window pass over (symbol, timeframe, ts); the grouping reads
-    only the rows that have a neighbour with the same ts or slot.
+    only the rows that have a neighbour with the same ts or slot, and the
+    values of duplicated keys are read back from `model` for those keys only.
+
+    sessionized_model: the model int_candles_sessionized (YAML argument), whose
+        stored pass this check reads instead of sessionizing `model` again
+        (macro mdq_sessionized_candles); none: its own pass over `model` (any
+        other candle model or column names).
 -#}
 {%- if value_columns is string or value_columns | length == 0 -%}
     {{ exceptions.raise_compiler_error(
@@ -38,7 +45,7 @@ with
     timeframe_column=timeframe_column,
     ts_column=ts_column,
     calendar_column=calendar_column,
-    value_columns=value_columns
+    sessionized_model=sessionized_model
 ) }},
 
 ordered as (
@@ -57,9 +64,6 @@ ordered as (
         calendar,
         is_in_session,
         slot_ordinal,
-        {%- for column in value_columns %}
-        {{ column }},
-        {%- endfor %}
         lag(ts) over by_series as previous_ts,
         lead(ts) over by_series as next_ts,
         lag(case when is_in_session then slot_ordinal end) over by_series
@@ -86,24 +90,46 @@ grouped_rows as materialized (
         )
 ),
 
-key_duplicates as (
+key_groups as (
     select
         symbol,
         timeframe,
         ts,
         min(asset_class) as asset_class,
-        count(*) as row_count,
-        -- identical when every value column has one value
-        (
-            {%- for column in value_columns %}
-            min({{ column }}) is not distinct from max({{ column }})
-            and count({{ column }}) in (0, count(*)){{ ' and' if not loop.last }}
-            {%- endfor %}
-        ) as is_identical
+        count(*) as row_count
     from grouped_rows
     where is_key_member
     group by symbol, timeframe, ts
     having count(*) > 1
+),
+
+key_duplicates as (
+    -- the value columns of the few duplicated keys, from `model` itself (the
+    -- sessionized pass carries no values): identical when every value column
+    -- has one value
+    select
+        key_groups.symbol,
+        key_groups.timeframe,
+        key_groups.ts,
+        key_groups.asset_class,
+        key_groups.row_count,
+        (
+            {%- for column in value_columns %}
+            min(mdq_values.{{ column }}) is not distinct from max(mdq_values.{{ column }})
+            and count(mdq_values.{{ column }}) in (0, count(*)){{ ' and' if not loop.last }}
+            {%- endfor %}
+        ) as is_identical
+    from key_groups
+    inner join {{ model }} as mdq_values
+        on mdq_values.{{ symbol_column }}::text = key_groups.symbol
+        and mdq_values.{{ timeframe_column }}::text = key_groups.timeframe
+        and mdq_values.{{ ts_column }}::timestamptz = key_groups.ts
+    group by
+        key_groups.symbol,
+        key_groups.timeframe,
+        key_groups.ts,
+        key_groups.asset_class,
+        key_groups.row_count
 ),
 
 slot_duplicates as (

@@ -5,6 +5,7 @@
     timeframe_column='timeframe',
     ts_column='ts',
     calendar_column=none,
+    sessionized_model=none,
     severity_var='mdq_misaligned_severity'
 ) %}
 {#-
@@ -18,6 +19,11 @@
 
     observed_value: seconds from the slot start (daily: from the session label);
     expected_value: 0.
+
+    sessionized_model: the model int_candles_sessionized (YAML argument), whose
+        stored pass this check reads instead of sessionizing `model` again
+        (macro mdq_sessionized_candles); none: its own pass over `model` (any
+        other candle model or column names).
 -#}
 with
 
@@ -27,13 +33,30 @@ with
     asset_class_column=asset_class_column,
     timeframe_column=timeframe_column,
     ts_column=ts_column,
-    calendar_column=calendar_column
+    calendar_column=calendar_column,
+    sessionized_model=sessionized_model
 ) }},
 
 misaligned as (
-    select *
-    from candles_sessionized
-    where is_in_session and not is_aligned
+    -- with the session label of the candle's session (an in-session candle
+    -- has one)
+    select
+        candles.symbol,
+        candles.asset_class,
+        candles.timeframe,
+        candles.ts,
+        candles.calendar,
+        candles.session_date,
+        candles.is_daily,
+        candles.slot_offset_seconds,
+        sessions.session_label_at
+    from candles_sessionized as candles
+    inner join mdq_sessions_enumerated as sessions
+        on candles.calendar = sessions.calendar
+        and candles.timeframe = sessions.timeframe
+        and candles.grid = sessions.grid
+        and candles.session_date = sessions.session_date
+    where candles.is_in_session and not candles.is_aligned
 ),
 
 final as (

@@ -5,6 +5,7 @@
     timeframe_column='timeframe',
     ts_column='ts',
     calendar_column=none,
+    sessionized_model=none,
     severity_var='mdq_out_of_session_severity'
 ) %}
 {#-
@@ -20,6 +21,11 @@
     `mdq calendars refresh`); one row per (symbol, timeframe, calendar) with the
     first and last such candle and their count, so a missing refresh cannot
     flood the anomaly table.
+
+    sessionized_model: the model int_candles_sessionized (YAML argument), whose
+        stored pass this check reads instead of sessionizing `model` again
+        (macro mdq_sessionized_candles); none: its own pass over `model` (any
+        other candle model or column names).
 -#}
 with
 
@@ -29,7 +35,8 @@ with
     asset_class_column=asset_class_column,
     timeframe_column=timeframe_column,
     ts_column=ts_column,
-    calendar_column=calendar_column
+    calendar_column=calendar_column,
+    sessionized_model=sessionized_model
 ) }},
 
 not_in_session as materialized (
