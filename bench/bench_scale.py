@@ -227,9 +227,19 @@ def p1_write(ctx: Context) -> None:
     )
 
 
+def load_if_empty(ctx: Context) -> None:
+    """Load the CSV (one backfill) when market_data is empty: P1 did not run."""
+    with connect(ctx.database, autocommit=True) as conn:
+        row = conn.execute("select exists (select 1 from market_data)").fetchone()
+    if not (row and row[0]):
+        backfill(ctx)
+
+
 def p2_scan(ctx: Context) -> None:
     """P2: the single-pass scan (bench/single_pass_scan.sql) timed over market_data; against
-    a full ``mdq check`` when ``--check`` is given."""
+    a full ``mdq check`` when ``--check`` is given. Loads the CSV first when P1 did not run
+    (a scan of the empty table timed nothing)."""
+    load_if_empty(ctx)
     text = SCAN_SQL.read_text()
     with connect(ctx.database, autocommit=True) as conn:
         conn.execute("analyze market_data")
@@ -337,10 +347,7 @@ def p3_incremental(ctx: Context) -> None:
     """P3 (issue 15) and issue 9's repeat goal: a full check, a repeat with no new data, a
     check after one more day of candles (incremental by default), and a full check of the same
     rows for comparison. Loads the CSV first when P1 did not run."""
-    with connect(ctx.database, autocommit=True) as conn:
-        row = conn.execute("select exists (select 1 from market_data)").fetchone()
-    if not (row and row[0]):
-        backfill(ctx)
+    load_if_empty(ctx)
     first_s, first_nodes = mdq_check(ctx, "--full")
     repeat_s, repeat_nodes = mdq_check(ctx)
     added = append_day(ctx)
@@ -397,10 +404,7 @@ def p4_health(ctx: Context) -> None:
     before); the next runs judge staleness by index look-ups (mdq.health.staleness_by_index).
     Loads the CSV first when P1 did not run.
     """
-    with connect(ctx.database, autocommit=True) as conn:
-        row = conn.execute("select exists (select 1 from market_data)").fetchone()
-    if not (row and row[0]):
-        backfill(ctx)
+    load_if_empty(ctx)
     first_s, _ = mdq_health(ctx)
     # right after the first run recorded its findings, data_anomalies has no statistics for
     # them yet: the planner nests a loop over data_anomaly_triage in open_counts (seconds)

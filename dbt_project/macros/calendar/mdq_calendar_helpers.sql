@@ -239,6 +239,16 @@
 
     {%- if sessionized_model is not none %}
 
+    {#- not read here; the same dependencies as the own pass (a caller such as
+        mdq_last_in_session_candles refs them in a branch dbt does not parse) -#}
+    mdq_instruments as not materialized (
+        select * from {{ ref('stg_market__instruments') }}
+    ),
+
+    mdq_series_labels as not materialized (
+        select * from {{ ref('stg_market__series_labels') }}
+    ),
+
     mdq_calendars as not materialized (
         select * from {{ ref('stg_market__trading_calendars') }}
     ),
