@@ -35,8 +35,14 @@
     sessionized_model: the model int_candles_sessionized (YAML argument), whose
         stored pass this check reads instead of sessionizing `model` again
         (macro mdq_sessionized_candles); none: its own pass over `model` (any
-        other candle model or column names).
+        other candle model or column names). A shard run sessionizes all of
+        market_data itself (the venue context, mdq_venue_context).
 -#}
+{#- a shard run reads every symbol for the venue check (mdq_venue_context): the
+    shard's own shared pass holds only the shard's symbols, so it sessionizes itself -#}
+{%- if mdq_run_shard() -%}
+    {%- set sessionized_model = none -%}
+{%- endif %}
 with
 
 {{ mdq_sessionized_candles(
