@@ -237,16 +237,9 @@
         {%- endif %}
     {%- endset %}
 
-    {%- if sessionized_model is not none %}
-
-    {#- not read here; the same dependencies as the own pass (a caller such as
-        mdq_last_in_session_candles refs them in a branch dbt does not parse) -#}
+    {%- set mdq_reference_ctes -%}
     mdq_instruments as not materialized (
         select * from {{ ref('stg_market__instruments') }}
-    ),
-
-    mdq_series_labels as not materialized (
-        select * from {{ ref('stg_market__series_labels') }}
     ),
 
     mdq_calendars as not materialized (
@@ -258,6 +251,18 @@
         union all
         select * from {{ ref('int_trading_sessions_clock_enumerated') }}
     ),
+
+    mdq_series_labels as not materialized (
+        select * from {{ ref('stg_market__series_labels') }}
+    ),
+    {%- endset %}
+
+    {%- if sessionized_model is not none %}
+
+    {#- the reference CTEs; the shared pass reads only the calendars and
+        sessions, but keeps the own pass's dependencies (a caller such as
+        mdq_last_in_session_candles refs them in a branch dbt does not parse) #}
+{{ mdq_reference_ctes }}
 
     candles_sessionized as (
         select
@@ -300,23 +305,7 @@
 {{ mdq_row_filters }}
     ),
 
-    mdq_instruments as not materialized (
-        select * from {{ ref('stg_market__instruments') }}
-    ),
-
-    mdq_calendars as not materialized (
-        select * from {{ ref('stg_market__trading_calendars') }}
-    ),
-
-    mdq_sessions_enumerated as not materialized (
-        select * from {{ ref('int_trading_sessions_enumerated') }}
-        union all
-        select * from {{ ref('int_trading_sessions_clock_enumerated') }}
-    ),
-
-    mdq_series_labels as not materialized (
-        select * from {{ ref('stg_market__series_labels') }}
-    ),
+{{ mdq_reference_ctes }}
 
     mdq_candles_calendared as (
         select

@@ -125,8 +125,12 @@ ordered as (
     )
 ),
 
-jumps as (
-    -- the session of the candle after each hole (an in-session candle has one)
+jumps as materialized (
+    -- the session of the candle after each hole (an in-session candle has one).
+    -- Materialized: the few holes first; inlined, the planner (estimating one
+    -- row) joined this session set to the previous candle's on calendar,
+    -- timeframe and grid alone before the candles, sessions x sessions per
+    -- calendar (minutes on years of XNYS 1m sessions)
     select
         ordered.*,
         own_sessions.timeframe_seconds,
