@@ -12,6 +12,10 @@ Live runs (no ``as_of``), real dbt, one module database used in order by the tes
 3. deleting a row is a change too: the finding it causes or cures is judged by the next run;
 4. ``--shard 1/2`` and ``--shard 2/2``: the union of their findings is the unsharded run's,
    and neither resolves the other's.
+
+After the new sessions, a deletion and a revision of an old candle, the incrementally
+rewritten price models (``int_candle_features_computed``, ``int_candle_scales_estimated``,
+``fct_candles``) hold exactly the rows a ``--full`` rebuild writes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from typer.testing import CliRunner
 
 from mdq.db import Database, connect
@@ -134,6 +139,37 @@ def found_at(conn: psycopg.Connection, seen_at: datetime) -> dict[str, tuple[Any
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
+#: the incremental price models (written by the run's scope: dbt macro price_rewrite_from)
+PRICE_MODELS = ("int_candle_features_computed", "int_candle_scales_estimated", "fct_candles")
+
+
+def price_rows(conn: psycopg.Connection) -> dict[str, set[tuple[Any, ...]]]:
+    """model → its rows (floats to 12 significant digits), for incremental = full."""
+
+    def value(v: Any) -> Any:
+        return float(f"{v:.12g}") if isinstance(v, float) else v
+
+    tables = {}
+    for model in PRICE_MODELS:
+        rows = conn.execute(
+            sql.SQL("select * from {}").format(sql.Identifier(SCHEMA, model))
+        ).fetchall()
+        tables[model] = {tuple(value(v) for v in row) for row in rows}
+        assert len(tables[model]) == len(rows)
+    return tables
+
+
+def assert_price_models_equal(incremental: dict[str, set[tuple[Any, ...]]], full: dict) -> None:
+    """The price models after an incremental run hold the rows of a --full rebuild."""
+    for model in PRICE_MODELS:
+        assert full[model], model
+        missing, extra = full[model] - incremental[model], incremental[model] - full[model]
+        assert not missing and not extra, (
+            f"{model}: {len(missing)} rows of the full rebuild missing, {len(extra)} extra; "
+            f"e.g. {sorted(missing, key=repr)[:2]} / {sorted(extra, key=repr)[:2]}"
+        )
+
+
 def open_scoped(conn: psycopg.Connection) -> dict[str, tuple[Any, ...]]:
     rows = conn.execute(
         """
@@ -222,9 +258,13 @@ def test_an_incremental_run_finds_what_a_full_run_finds_in_the_new_rows(
     ]
     assert after[old_spike][-1] == T0
 
+    incremental_models = price_rows(iconn)
     t2 = t1 + timedelta(days=1)
     full = run(idb, t2, full=True)
     assert full.scope == "full"
+    assert_price_models_equal(incremental_models, price_rows(iconn))
+    # (the stock series' session opens: the 'open' bucket's year blocks were rewritten too)
+    assert any(row[2] == "open" for row in incremental_models["int_candle_scales_estimated"])
     assert full.resolved == 0  # the incremental run left nothing open that is gone
     in_range = {
         k: v
@@ -257,11 +297,47 @@ def test_a_deleted_candle_is_a_change_the_next_run_judges(
     ).fetchall()
     # (the off-grid candle's made-up prices were price findings too, resolved as well)
     assert {"duplicate_candles", "misaligned_candles"} <= {r[0] for r in resolved}
+    # the price models dropped the deleted candle's rows as a full rebuild does
+    incremental_models = price_rows(iconn)
+    full = run(idb, t3 + timedelta(hours=1), full=True)
+    assert full.resolved == 0
+    assert_price_models_equal(incremental_models, price_rows(iconn))
+    assert not any(
+        row[0] == OFF_GRID[0] and row[3] == _at(OFF_GRID[1])
+        for row in incremental_models["fct_candles"]
+    )
     # and a run with nothing new re-reads nothing and changes nothing
     t4 = T0 + timedelta(days=4)
     quiet = run(idb, t4)
     assert quiet.scope == "incremental: 0 series re-read"
     assert (quiet.inserted, quiet.resolved) == (0, 0)
+
+
+def test_a_revised_old_candle_is_judged_again_from_where_it_is(
+    idb: Database, iconn: psycopg.Connection
+) -> None:
+    """A bad close written over an old candle (a vendor's correction gone wrong, days after
+    the candle): the next incremental run re-judges the series from there, finds the bad
+    print as a full run does, and its price models equal a --full rebuild."""
+    symbol, ts = "NVDA", _at("2026-07-31T16:00:00Z")
+    iconn.execute(
+        "update market_data set close = close * 1.25, high = close * 1.25"
+        " where symbol = %s and ts = %s",
+        (symbol, ts),
+    )
+    seen = T0 + timedelta(days=4, hours=6)
+    report = run(idb, seen)
+    assert report.scope == f"incremental: {len(SERIES)} series re-read", report.scope
+    spikes = {(v[2], v[3]) for v in found_at(iconn, seen).values() if v[0] == "price_outliers"}
+    assert (symbol, ts) in spikes
+    incremental_models = price_rows(iconn)
+    later = seen + timedelta(hours=1)
+    full = run(idb, later, full=True)
+    assert full.resolved == 0
+    assert_price_models_equal(incremental_models, price_rows(iconn))
+    assert (symbol, ts) in {
+        (v[2], v[3]) for v in found_at(iconn, later).values() if v[0] == "price_outliers"
+    }
 
 
 def test_two_shards_find_together_what_one_run_finds_and_leave_each_other_alone(

@@ -2,15 +2,16 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='mdq_scope',
         unique_key=['symbol', 'timeframe', 'ts'],
+        meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'ts'},
         indexes=[
             {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},
         ],
     )
 }}
-{%- set lookback_candles = mdq_quote_number(var('price_checks_lookback_candles', 50),
-                                            'price_checks_lookback_candles') | int %}
+{#- the run's scope (price_scope_rows: none on a full build) -#}
+{%- set scope_rows = price_scope_rows() %}
 
 with
 
@@ -105,10 +106,6 @@ split_segments as (
 
 {% if is_incremental() %}
 
-last_run as (
-    select max(ingested_at) as last_ingested_at from {{ this }}
-),
-
 series as (
     select distinct
         symbol,
@@ -165,8 +162,7 @@ unfinished_first as (
     select
         series.symbol,
         series.timeframe,
-        min(features.ts) as first_ts,
-        min(features.block_start) as first_block_start
+        min(features.ts) as first_ts
     from series
     left join lateral (
         select max(stored.ts) as stored_until
@@ -183,39 +179,17 @@ unfinished_first as (
     group by series.symbol, series.timeframe
 ),
 
-new_first as (
+-- an incremental run with a scope (price_scope.sql): each changed series is
+-- rewritten from the start of the scale block holding its read_from
+-- (price_rewrite_from: that block's scale, and so the verdict on its earlier
+-- candles, moved)
+scope_first as (
     select
-        features.symbol,
-        features.timeframe,
-        min(features.ts) as first_ts,
-        min(features.block_start) as first_block_start
-    from features
-    cross join last_run
-    where features.ingested_at > last_run.last_ingested_at
-    group by features.symbol, features.timeframe
-),
-
-new_or_unfinished as (
-    select * from new_first
-    union all
-    select * from unfinished_first
-),
-
--- recomputed from the start of the first changed scale block (its scale, and
--- so the score of its earlier candles, changed) or the
--- price_checks_lookback_candles-th candle before the first change, whichever
--- is earlier: candles and blocks, not days (issue 15: a look-back of days
--- re-selected most of a 1m history after one new day)
-new_candles as (
-    select
-        changed.symbol,
-        changed.timeframe,
-        least(
-            changed.first_block_start,
-            {{ price_context_start(ref('int_candle_features_computed'), 'changed',
-                                   'changed.first_ts', lookback_candles) }}
-        ) as recompute_from
-    from new_or_unfinished as changed
+        price_scope.symbol,
+        price_scope.timeframe,
+        {{ price_rewrite_from(model.name, 'price_scope', 'price_scope') }}
+            as recompute_from
+    from {{ price_scope_values(scope_rows) }}
 ),
 
 rebuilt_series as (
@@ -234,7 +208,13 @@ recompute_reasons as (
         symbol,
         timeframe,
         recompute_from
-    from new_candles
+    from scope_first
+    union all
+    select
+        symbol,
+        timeframe,
+        first_ts as recompute_from
+    from unfinished_first
     union all
     select
         symbol,
@@ -252,6 +232,25 @@ changed_series as (
     group by symbol, timeframe
 ),
 
+-- the 'open' candles of a changed series before that, from the year block
+-- of its read_from on (their year block's scale moved), by the partial index
+-- of that bucket (price_open_bucket_index); rewritten by key
+open_candles as (
+    select features.*
+    from features
+    inner join {{ price_scope_values(scope_rows) }}
+        on
+            features.symbol = price_scope.symbol
+            and features.timeframe = price_scope.timeframe
+            and features.ts >= date_trunc('year', price_scope.read_from, 'UTC')
+    inner join changed_series
+        on
+            features.symbol = changed_series.symbol
+            and features.timeframe = changed_series.timeframe
+            and features.ts < changed_series.recompute_from
+    where features.time_bucket = 'open'
+),
+
 input_features as (
     select features.*
     from features
@@ -260,6 +259,8 @@ input_features as (
             features.symbol = changed_series.symbol
             and features.timeframe = changed_series.timeframe
             and features.ts >= changed_series.recompute_from
+    union all
+    select * from open_candles
 ),
 
 {% else %}

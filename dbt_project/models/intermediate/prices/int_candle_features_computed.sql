@@ -2,17 +2,19 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['symbol', 'timeframe', 'ts'],
+        incremental_strategy='mdq_scope',
+        meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'ts'},
         indexes=[
             {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},
-            {'columns': ['ingested_at']},
         ],
+        post_hook="{{ price_open_bucket_index() }}",
     )
 }}
 
 {%- set lookback_candles = mdq_quote_number(var('price_checks_lookback_candles', 50),
                                             'price_checks_lookback_candles') | int -%}
+{#- the run's scope (price_scope_rows: none on a full build) -#}
+{%- set scope_rows = price_scope_rows(source('market', 'market_data'), lookback_candles) -%}
 
 with
 
@@ -22,49 +24,21 @@ candles as (
 
 {% if is_incremental() %}
 
--- series with candles written since the last run, recomputed from the
--- price_checks_lookback_candles-th candle before the first changed one (the
--- lag/lead context: 4 back, 2 ahead), which is read from twice as far back;
--- candles, not a time interval: an interval of days re-selected most of a 1m
--- history after one new day (issue 15)
-last_run as (
-    select max(ingested_at) as last_ingested_at from {{ this }}
-),
-
-changed_first as (
-    select
-        candles.symbol,
-        candles.timeframe,
-        min(candles.ts) as first_changed_ts
-    from candles
-    cross join last_run
-    where
-        last_run.last_ingested_at is null
-        or candles.ingested_at > last_run.last_ingested_at
-    group by candles.symbol, candles.timeframe
-),
-
-changed_series as (
-    select
-        changed_first.symbol,
-        changed_first.timeframe,
-        {{ price_context_start(ref('stg_market__candles'), 'changed_first',
-                               'changed_first.first_changed_ts', lookback_candles) }}
-            as recompute_from,
-        {{ price_context_start(ref('stg_market__candles'), 'changed_first',
-                               'changed_first.first_changed_ts', 2 * lookback_candles) }}
-            as read_from
-    from changed_first
-),
+-- an incremental run with a scope (price_scope.sql): the changed series, read
+-- from price_checks_lookback_candles candles before their read_from (counted
+-- in market_data by its unique key's index: the lag context, whatever the
+-- gaps) and rewritten from read_from on (price_rewrite_from); nothing else is
+-- read, and market_data is not searched for new rows
 
 input_candles as (
     select candles.*
     from candles
-    inner join changed_series
+    inner join {{ price_scope_values(scope_rows) }}
         on
-            candles.symbol = changed_series.symbol
-            and candles.timeframe = changed_series.timeframe
-            and candles.ts >= changed_series.read_from
+            candles.symbol = price_scope.symbol
+            and candles.timeframe = price_scope.timeframe
+            and candles.ts >= price_scope.context_from
+    where candles.ts >= {{ price_scope_lower_bound(scope_rows) }}
 ),
 
 {% else %}
@@ -118,11 +92,11 @@ final as (
         features.ingested_at
     from features
     {% if is_incremental() %}
-    inner join changed_series
+    inner join {{ price_scope_values(scope_rows) }}
         on
-            features.symbol = changed_series.symbol
-            and features.timeframe = changed_series.timeframe
-            and features.ts >= changed_series.recompute_from
+            features.symbol = price_scope.symbol
+            and features.timeframe = price_scope.timeframe
+            and features.ts >= {{ price_rewrite_from(model.name, 'price_scope', 'features') }}
     {% endif %}
 )
 

@@ -3,10 +3,17 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['symbol', 'timeframe', 'time_bucket', 'block_start'],
+        incremental_strategy='mdq_scope',
+        meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'block_start'},
+        indexes=[
+            {'columns': ['symbol', 'timeframe', 'time_bucket', 'block_start'],
+             'unique': true},
+        ],
     )
 }}
+
+{#- the run's scope (price_scope_rows: none on a full build) -#}
+{%- set scope_rows = price_scope_rows() %}
 
 with
 
@@ -16,50 +23,49 @@ features as (
 
 {% if is_incremental() %}
 
-last_run as (
-    select max(max_ingested_at) as last_ingested_at from {{ this }}
-),
-
--- the first block of each series and time bucket touched by candles written
--- since the last run; it and every later block are recomputed
-changed_series as (
+-- an incremental run with a scope (price_scope.sql): per changed series and
+-- time bucket, the block of read_from and every later one are recomputed
+-- (price_rewrite_from), from the candles of the block before it, so that the
+-- warm-up fallback sees its predecessor; nothing else is read
+first_blocks as (
     select
-        features.symbol,
-        features.timeframe,
-        features.time_bucket,
-        min(features.block_start) as first_changed_block
-    from features
-    cross join last_run
-    where
-        last_run.last_ingested_at is null
-        or features.ingested_at > last_run.last_ingested_at
-    group by features.symbol, features.timeframe, features.time_bucket
+        price_scope.symbol,
+        price_scope.timeframe,
+        buckets.time_bucket,
+        {{ price_rewrite_from(model.name, 'price_scope', 'buckets') }}
+            as first_changed_block
+    from {{ price_scope_values(scope_rows) }}
+    cross join (
+        values ('day'), ('open'), ('first_hour'), ('rest')
+    ) as buckets (time_bucket)
 ),
 
--- the block before it, so that the warm-up fallback sees its predecessor
+-- the stored block before it (one index probe), else the first changed one
 previous_blocks as (
     select
-        changed_series.symbol,
-        changed_series.timeframe,
-        changed_series.time_bucket,
-        changed_series.first_changed_block,
+        first_blocks.symbol,
+        first_blocks.timeframe,
+        first_blocks.time_bucket,
+        first_blocks.first_changed_block,
         coalesce(
-            max(blocks.block_start), changed_series.first_changed_block
+            (
+                select max(blocks.block_start)
+                from {{ this }} as blocks
+                where
+                    blocks.symbol = first_blocks.symbol
+                    and blocks.timeframe = first_blocks.timeframe
+                    and blocks.time_bucket = first_blocks.time_bucket
+                    and blocks.block_start < first_blocks.first_changed_block
+            ),
+            first_blocks.first_changed_block
         ) as read_from_block
-    from changed_series
-    left join {{ this }} as blocks
-        on
-            changed_series.symbol = blocks.symbol
-            and changed_series.timeframe = blocks.timeframe
-            and changed_series.time_bucket = blocks.time_bucket
-            and blocks.block_start < changed_series.first_changed_block
-    group by
-        changed_series.symbol,
-        changed_series.timeframe,
-        changed_series.time_bucket,
-        changed_series.first_changed_block
+    from first_blocks
 ),
 
+-- the candles of those blocks: every candle of a block is at or after its
+-- start, so `ts >=` bounds the read by the (symbol, timeframe, ts) index; the
+-- 'open' bucket's year blocks by the partial index of its candles (one a
+-- session: price_open_bucket_index), not by every candle of the year
 input_features as (
     select features.*
     from features
@@ -68,7 +74,28 @@ input_features as (
             features.symbol = previous_blocks.symbol
             and features.timeframe = previous_blocks.timeframe
             and features.time_bucket = previous_blocks.time_bucket
+            and features.ts >= previous_blocks.read_from_block
             and features.block_start >= previous_blocks.read_from_block
+    where
+        previous_blocks.time_bucket <> 'open'
+        and features.time_bucket <> 'open'
+        and features.ts >= (
+            select min(non_open.read_from_block)
+            from previous_blocks as non_open
+            where non_open.time_bucket <> 'open'
+        )
+    union all
+    select features.*
+    from features
+    inner join previous_blocks
+        on
+            features.symbol = previous_blocks.symbol
+            and features.timeframe = previous_blocks.timeframe
+            and features.ts >= previous_blocks.read_from_block
+            and features.block_start >= previous_blocks.read_from_block
+    where
+        previous_blocks.time_bucket = 'open'
+        and features.time_bucket = 'open'
 ),
 
 {% else %}
