@@ -275,3 +275,15 @@ create index {{ adapter.quote(name) }}
     on {{ this }} (symbol, timeframe, ts)
     where time_bucket = 'open'
 {%- endmacro %}
+
+
+{% macro price_work_mem() %}
+    {#-
+        Pre-hook of the incremental price models: `set local work_mem =
+        '64MB'` for their transaction only (PostgreSQL's default 4MB spills
+        their per-series window sort and the block medians' sorts to disk
+        from a few hundred thousand candles on). 64MB per sort node, a few
+        nodes per model, two dbt threads: well under a gigabyte.
+    -#}
+    set local work_mem = '64MB'
+{%- endmacro %}

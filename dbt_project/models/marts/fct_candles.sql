@@ -5,6 +5,7 @@
         incremental_strategy='mdq_scope',
         unique_key=['symbol', 'timeframe', 'ts'],
         meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'ts'},
+        pre_hook="{{ price_work_mem() }}",
         indexes=[
             {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},
         ],
@@ -15,7 +16,9 @@
 
 with
 
-features as (
+-- not materialized: read several times, each read by its own filters and
+-- indexes (a materialized CTE would copy every candle of the model)
+features as not materialized (
     select * from {{ ref('int_candle_features_computed') }}
 ),
 

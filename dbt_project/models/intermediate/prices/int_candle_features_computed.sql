@@ -8,13 +8,14 @@
             {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},
         ],
         post_hook="{{ price_open_bucket_index() }}",
+        pre_hook="{{ price_work_mem() }}",
     )
 }}
 
 {%- set lookback_candles = mdq_quote_number(var('price_checks_lookback_candles', 50),
                                             'price_checks_lookback_candles') | int -%}
 {#- the run's scope (price_scope_rows: none on a full build) -#}
-{%- set scope_rows = price_scope_rows(source('market', 'market_data'), lookback_candles) -%}
+{%- set scope_rows = price_scope_rows(ref('stg_market__candles'), lookback_candles) -%}
 
 with
 
@@ -26,8 +27,7 @@ candles as (
 
 -- an incremental run with a scope (price_scope.sql): the changed series, read
 -- from price_checks_lookback_candles candles before their read_from (counted
--- in market_data by its unique key's index: the lag context, whatever the
--- gaps) and rewritten from read_from on (price_rewrite_from); nothing else is
+-- by market_data's unique key index: the lag context, whatever the gaps) and rewritten from read_from on (price_rewrite_from); nothing else is
 -- read, and market_data is not searched for new rows
 
 input_candles as (

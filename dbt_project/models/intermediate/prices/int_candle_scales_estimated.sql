@@ -5,6 +5,7 @@
         materialized='incremental',
         incremental_strategy='mdq_scope',
         meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'block_start'},
+        pre_hook="{{ price_work_mem() }}",
         indexes=[
             {'columns': ['symbol', 'timeframe', 'time_bucket', 'block_start'],
              'unique': true},
@@ -17,7 +18,9 @@
 
 with
 
-features as (
+-- not materialized: read several times, each read by its own filters and
+-- indexes (a materialized CTE would copy every candle of the model)
+features as not materialized (
     select * from {{ ref('int_candle_features_computed') }}
 ),
 
@@ -115,11 +118,14 @@ input_features as (
 
 {% endif %}
 
-scales as (
+-- materialized, both: computed once (joined below, a nested loop the
+-- planner picks on its row estimates would otherwise recompute the blocks per
+-- row)
+scales as materialized (
     {{ price_block_scales('input_features') }}
 ),
 
-block_ingestion as (
+block_ingestion as materialized (
     select
         symbol,
         timeframe,
