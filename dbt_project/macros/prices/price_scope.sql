@@ -24,10 +24,7 @@
         scope (mdq_check_scope_id() is none: a full, what-if or first run):
         they can only be brought up to date by a scope, and a rebuild writes
         the table once (create table as, indexes after) where a delete and an
-        insert of every row would write it twice. An unlogged one (config
-        unlogged: the intermediate price models, no WAL written) is rebuilt
-        when it is empty: a crash of the server empties unlogged tables, and
-        a scope alone would then leave their history missing.
+        insert of every row would write it twice.
 
         Returns:
             true or false.
@@ -41,16 +38,6 @@
         {%- set meta = config.get('meta') or {} -%}
         {%- if meta.get('mdq_scoped_incremental') and mdq_check_scope_id() is none -%}
             {%- set config_full_refresh = true -%}
-        {%- elif meta.get('mdq_scoped_incremental') and config.get('unlogged') -%}
-            {#- an unlogged table is emptied by a crash of the server: rebuilt then -#}
-            {%- set relation = adapter.get_relation(this.database, this.schema, this.identifier) -%}
-            {%- if relation is not none -%}
-                {%- set empty = run_query(
-                    "select not exists (select 1 from " ~ relation ~ ")") -%}
-                {%- if empty.rows[0][0] -%}
-                    {%- set config_full_refresh = true -%}
-                {%- endif -%}
-            {%- endif -%}
         {%- endif -%}
     {%- endif -%}
     {%- do return(config_full_refresh) -%}

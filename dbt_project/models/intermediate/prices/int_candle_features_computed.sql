@@ -3,7 +3,6 @@
     config(
         materialized='incremental',
         incremental_strategy='mdq_scope',
-        unlogged=true,
         meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'ts'},
         indexes=[
             {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},

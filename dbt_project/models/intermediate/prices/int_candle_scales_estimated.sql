@@ -4,7 +4,6 @@
     config(
         materialized='incremental',
         incremental_strategy='mdq_scope',
-        unlogged=true,
         meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'block_start'},
         pre_hook="{{ price_work_mem() }}",
         indexes=[
