@@ -9,40 +9,9 @@
     scan of market_data and of each model to find them), and a deleted or
     revised old candle is recomputed from where it was, which ingested_at
     cannot tell. Without a scope (mdq check --full, --as-of, the first run) they
-    are rebuilt from scratch (should_full_refresh below).
+    are rebuilt from scratch (meta mdq_rebuild_unless_scoped: the project's
+    should_full_refresh, macros/calendar/mdq_sessionized_model.sql).
 -#}
-
-{% macro should_full_refresh() %}
-    {#-
-        Overrides dbt's macro of the same name (dbt/include/global_project/
-        macros/materializations/configs.sql), asked by the incremental
-        materialization and by is_incremental().
-
-        Unchanged (config full_refresh, else the --full-refresh flag) except
-        for models whose meta has mdq_scoped_incremental: true (the price
-        models), which are also rebuilt from scratch when the run has no
-        scope (mdq_check_scope_id() is none: a full, what-if or first run):
-        they can only be brought up to date by a scope, and a rebuild writes
-        the table once (create table as, indexes after) where a delete and an
-        insert of every row would write it twice.
-
-        Returns:
-            true or false.
-    -#}
-    {%- set config_full_refresh = config.get('full_refresh') -%}
-    {%- if config_full_refresh is none -%}
-        {%- set config_full_refresh = flags.FULL_REFRESH -%}
-    {%- endif -%}
-    {%- if not config_full_refresh and execute and model is defined
-            and model.get('resource_type') == 'model' -%}
-        {%- set meta = config.get('meta') or {} -%}
-        {%- if meta.get('mdq_scoped_incremental') and mdq_check_scope_id() is none -%}
-            {%- set config_full_refresh = true -%}
-        {%- endif -%}
-    {%- endif -%}
-    {%- do return(config_full_refresh) -%}
-{% endmacro %}
-
 
 {% macro price_scope_rows(context_relation=none, context_candles=0) %}
     {#-

@@ -4,7 +4,7 @@
         materialized='incremental',
         incremental_strategy='mdq_scope',
         unique_key=['symbol', 'timeframe', 'ts'],
-        meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'ts'},
+        meta={'mdq_rebuild_unless_scoped': true, 'mdq_scope_column': 'ts'},
         pre_hook="{{ price_work_mem() }}",
         indexes=[
             {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},

@@ -3,7 +3,7 @@
     config(
         materialized='incremental',
         incremental_strategy='mdq_scope',
-        meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'ts'},
+        meta={'mdq_rebuild_unless_scoped': true, 'mdq_scope_column': 'ts'},
         indexes=[
             {'columns': ['symbol', 'timeframe', 'ts'], 'unique': true},
         ],

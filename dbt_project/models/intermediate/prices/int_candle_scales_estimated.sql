@@ -4,7 +4,7 @@
     config(
         materialized='incremental',
         incremental_strategy='mdq_scope',
-        meta={'mdq_scoped_incremental': true, 'mdq_scope_column': 'block_start'},
+        meta={'mdq_rebuild_unless_scoped': true, 'mdq_scope_column': 'block_start'},
         pre_hook="{{ price_work_mem() }}",
         indexes=[
             {'columns': ['symbol', 'timeframe', 'time_bucket', 'block_start'],
