@@ -187,3 +187,70 @@ def test_two_shard_processes_run_at_once_and_find_what_one_run_finds(sdb: Databa
                 assert [r[0] for r in held] == sorted(
                     s for s in SYMBOLS if shard_of(s, 2) == index - 1
                 ), (schema, model)
+
+
+def test_a_new_shard_count_takes_over_the_findings_of_the_symbols_it_now_owns(
+    sdb: Database,
+) -> None:
+    """After the runs above (a whole-project run, then shards of 2), the checks move to 3
+    shards: XRPUSD moves from shard 1/2 to 2/3. Its ohlc_integrity finding, recorded by 1/2, is
+    repaired in the data and resolved by 2/3's first run, which is incremental from the
+    whole-project run and builds its new schema from scratch; nothing but that candle's
+    findings is resolved."""
+    assert (shard_of("XRPUSD", 2), shard_of("XRPUSD", 3)) == (0, 1)
+    symbol, hour = BAD_HIGH
+    bad_ts = START + timedelta(hours=hour)
+    with connect(sdb, autocommit=True) as conn:
+        (bad_id,) = conn.execute(
+            """
+            select anomaly_id from data_anomalies
+            where status = 'open' and check_name = 'ohlc_integrity' and symbol = %s
+            """,
+            (symbol,),
+        ).fetchone() or (None,)
+        assert bad_id is not None
+        open_before = {
+            row[0]
+            for row in conn.execute("select anomaly_id from data_anomalies where status = 'open'")
+        }
+        conn.execute(
+            "update market_data set high = greatest(open, close) * 1.003"
+            " where symbol = %s and timeframe = '1h' and ts = %s",
+            (symbol, bad_ts),
+        )
+    started = datetime.now(UTC)
+    seen: dict[int, datetime] = {}
+    for index in (1, 2, 3):
+        seen[index] = started + timedelta(seconds=index)
+        report = run_quality_checks(
+            sdb, SCHEMA, shard=Shard(index, 3), seen_at=seen[index], use_prefect=False
+        )
+        assert report.verdict != "broken", report.summary()
+        assert report.scope.startswith("incremental: "), report.scope
+        if index != 2:
+            assert report.resolved == 0, report.summary()
+        else:
+            resolved_by_two = report.resolved
+    with connect(sdb, autocommit=True) as conn:
+        resolved = conn.execute(
+            """
+            select anomaly_id, resolved_at, symbol, ts_start <= %s and %s <= ts_end
+            from data_anomalies
+            where resolved_at >= %s
+            """,
+            (bad_ts, bad_ts, started),
+        ).fetchall()
+        assert bad_id in {row[0] for row in resolved}
+        assert len(resolved) == resolved_by_two
+        assert {row[1:] for row in resolved} == {(seen[2], symbol, True)}  # that candle's
+        still_open = {
+            row[0]
+            for row in conn.execute("select anomaly_id from data_anomalies where status = 'open'")
+        }
+        assert open_before - still_open == {row[0] for row in resolved}
+        held = conn.execute(
+            sql.SQL("select distinct symbol from {} order by 1").format(
+                sql.Identifier(shard_schema(SCHEMA, Shard(2, 3)), "int_candle_features_computed")
+            )
+        ).fetchall()
+        assert [r[0] for r in held] == sorted(s for s in SYMBOLS if shard_of(s, 3) == 1)
