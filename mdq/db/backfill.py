@@ -1120,7 +1120,9 @@ def get_instruments(conn: psycopg.Connection, *, active_only: bool = True) -> li
 
 #: The fingerprint of one series' stored candles in ``[first_ts, last_ts]`` (``r`` is the
 #: series row): their count and the sum of their ``xmin`` (the writing transaction of each row
-#: version). Any insert, update or delete in that range since it was taken changes it.
+#: version). An insert, update or delete in that range since it was taken changes it: the count
+#: moves, or a row version of another transaction replaces one, moving the sum (unless several
+#: such writes by different transactions cancel out exactly in it, with the count unchanged).
 _FINGERPRINT = """
     select count(*) as candles, coalesce(sum(md.xmin::text::bigint), 0) as xmin_sum
     from market_data as md
