@@ -238,6 +238,7 @@ def test_docs_describe_everything_and_draw_each_check_to_data_anomalies(vdb: Dat
         [
             "model.mdq.int_candle_splits_matched",
             "model.mdq.int_candles_scored",
+            "model.mdq.int_candles_sessionized",
             "model.mdq.int_trading_sessions_clock_enumerated",
             "model.mdq.int_trading_sessions_enumerated",
             "model.mdq.stg_market__backfill_runs",

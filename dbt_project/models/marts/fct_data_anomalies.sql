@@ -12,6 +12,7 @@
 -- depends_on: {{ ref('stg_market__confirmed_empty_windows') }}
 -- depends_on: {{ ref('int_trading_sessions_enumerated') }}
 -- depends_on: {{ ref('int_trading_sessions_clock_enumerated') }}
+-- depends_on: {{ ref('int_candles_sessionized') }}
 -- depends_on: {{ ref('stg_market__series_labels') }}
 -- depends_on: {{ ref('int_candles_scored') }}
 -- depends_on: {{ ref('int_candle_splits_matched') }}
