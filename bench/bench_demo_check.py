@@ -67,8 +67,13 @@ def node_times(step: str) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda row: -row[1])
 
 
-def dbt_elapsed(step: str) -> float:
-    return float(json.loads((TARGET / f"run_results_{step}.json").read_text())["elapsed_time"])
+def dbt_elapsed(step: str) -> float | None:
+    """dbt's elapsed seconds of one step; None when mdq skipped the models step (the models
+    were re-used: ``metadata.mdq_models_step`` in its run results)."""
+    results = json.loads((TARGET / f"run_results_{step}.json").read_text())
+    if "mdq_models_step" in results.get("metadata", {}):
+        return None
+    return float(results["elapsed_time"])
 
 
 def main() -> None:
@@ -94,7 +99,7 @@ def run(database: Database, repeats: int, top: int) -> None:
     check = [str(BIN / "mdq"), "check"]
     runs: list[tuple[str, float, float, int]] = []
     nodes: dict[str, dict[str, list[tuple[str, float]]]] = {}
-    elapsed: dict[str, tuple[float, float]] = {}
+    elapsed: dict[str, tuple[float | None, float | None]] = {}
     for label in ["first", *(f"repeat {i}" for i in range(1, repeats + 1))]:
         wall, cpu, status, tail = timed(check, env)
         if status == 2:
@@ -134,10 +139,12 @@ def run(database: Database, repeats: int, top: int) -> None:
         f"{'dbt checks s':>12} {'exit':>4}"
     )
     for label, wall, cpu, status in runs:
-        models, checks = elapsed[label]
+        models, checks = (
+            "skipped" if value is None else f"{value:.1f}" for value in elapsed[label]
+        )
         print(
-            f"{label:<12} {wall:>7.1f} {cpu:>6.1f} {first_wall / wall:>10.2f} {models:>12.1f} "
-            f"{checks:>12.1f} {status:>4}"
+            f"{label:<12} {wall:>7.1f} {cpu:>6.1f} {first_wall / wall:>10.2f} {models:>12} "
+            f"{checks:>12} {status:>4}"
         )
     repeat_walls = [r[1] for r in runs[1:]]
     if repeat_walls:
@@ -158,6 +165,9 @@ def run(database: Database, repeats: int, top: int) -> None:
             continue
         for step, title in (("build", "models"), ("test", "checks")):
             rows = nodes[label][step]
+            if not rows:
+                print(f"\n{label}, dbt {title}: skipped (re-used as built)")
+                continue
             total = sum(t for _, t in rows)
             print(f"\n{label}, dbt {title}: {len(rows)} nodes, {total:.1f} s summed; slowest:")
             for name, seconds in rows[:top]:

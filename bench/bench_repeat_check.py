@@ -37,6 +37,7 @@ database ``mdq_bench_<random>`` is dropped at the end unless ``--keep``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -60,12 +61,21 @@ def log_size() -> int:
     return DBT_LOG.stat().st_size if DBT_LOG.exists() else 0
 
 
-def run_check(database: Database, *args: str) -> tuple[float, float, bool, int]:
+def models_step() -> str:
+    """What the last ``mdq check``'s models step did: ``skipped`` (the models were re-used,
+    mdq's note in ``run_results_build.json``) or ``built``."""
+    path = DBT_PROJECT_DIR / "target" / "run_results_build.json"
+    metadata = json.loads(path.read_text()).get("metadata", {})
+    return "skipped" if "mdq_models_step" in metadata else "built"
+
+
+def run_check(database: Database, *args: str) -> tuple[float, float, bool, str, int]:
     """Run ``mdq check`` once.
 
     Returns:
         (wall seconds, CPU seconds of the mdq process (user + system: parsing is CPU there,
-        the checks' SQL runs in PostgreSQL), dbt parsed the whole project, exit status).
+        the checks' SQL runs in PostgreSQL), dbt parsed the whole project, the models step
+        (``built`` or ``skipped``), exit status).
 
     Raises:
         SystemExit: the check could not run (exit status 2).
@@ -85,7 +95,8 @@ def run_check(database: Database, *args: str) -> tuple[float, float, bool, int]:
     with DBT_LOG.open("rb") as log:
         log.seek(before if log_size() >= before else 0)
         appended = log.read().decode(errors="replace")
-    return seconds, cpu, "Unable to do partial parsing" in appended, done.returncode
+    full_parse = "Unable to do partial parsing" in appended
+    return seconds, cpu, full_parse, models_step(), done.returncode
 
 
 def main() -> None:
@@ -115,14 +126,16 @@ def main() -> None:
             run_check(database)
 
         first, first_cpu = rows[0][1], rows[0][2]
+        load = os.getloadavg()
+        print(f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
         print(
-            f"\n{'run':<46} {'wall s':>7} {'first/this':>10} {'cpu s':>6} "
-            f"{'first/this':>10} {'full parse':>10} {'exit':>4}"
+            f"{'run':<46} {'wall s':>7} {'first/this':>10} {'cpu s':>6} "
+            f"{'first/this':>10} {'full parse':>10} {'models':>7} {'exit':>4}"
         )
-        for label, wall, cpu, full_parse, status in rows:
+        for label, wall, cpu, full_parse, models, status in rows:
             print(
                 f"{label:<46} {wall:>7.1f} {first / wall:>10.2f} {cpu:>6.1f} "
-                f"{first_cpu / cpu:>10.2f} {str(full_parse):>10} {status:>4}"
+                f"{first_cpu / cpu:>10.2f} {str(full_parse):>10} {models:>7} {status:>4}"
             )
         for kind in ("no new data", "vars changed"):
             wall = statistics.median(r[1] for r in rows if kind in r[0])

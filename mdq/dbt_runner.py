@@ -16,6 +16,7 @@ build`` dbt would then skip every model and check downstream of the checked mode
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mdq import dbt_reuse
 from mdq.db import Database
 from mdq.exceptions import DbtExpectationsUnavailable, DbtRunError
 from mdq.resources import dbt_work_dir, project_file
@@ -84,6 +86,7 @@ def dbt_paths(project_dir: Path | None = None, shard: str | None = None) -> DbtP
 
 
 _DBT_LOCK = threading.Lock()
+logger = logging.getLogger(__name__)
 
 
 #: The environment variable carrying the run's reference time to dbt (macro mdq_as_of_text).
@@ -317,6 +320,7 @@ class DbtBuildResult:
         runner: ``prefect-dbt`` or ``dbt`` (which runner ran it).
         full_parse: True when dbt parsed the whole project (no usable partial parse), False
             when it re-used its saved parse, None when not observed (prefect-dbt's runner).
+        models_skipped: True when :func:`build` re-used the models as built (no models step).
     """
 
     command: str
@@ -325,6 +329,7 @@ class DbtBuildResult:
     nodes: tuple[DbtNodeResult, ...]
     runner: str
     full_parse: bool | None = None
+    models_skipped: bool = False
 
     @property
     def failed_nodes(self) -> tuple[DbtNodeResult, ...]:
@@ -411,6 +416,7 @@ def build(
     scope_id: str | None = None,
     shard: str | None = None,
     full_refresh: bool = False,
+    reuse_models: bool | None = None,
 ) -> DbtBuildResult:
     """Build the models, then run the checks; typed results, failing tests are data.
 
@@ -419,6 +425,14 @@ def build(
     tests, minus the tests downstream of a model that failed to build (they would read a stale
     relation). In a single ``dbt build`` a check that finds an error-severity row fails its
     test and dbt skips everything downstream of the checked model; here every check runs.
+
+    The models step is skipped when nothing it would change did (:mod:`mdq.dbt_reuse`): the
+    last successful build of every model of mdq's project in ``schema`` was mdq's, with the
+    same project files, profile, vars and reference time, no source table upstream of a stored
+    model changed since, and every model relation exists. ``full_refresh``, ``unit_tests``,
+    another ``project_dir`` and ``reuse_models=False`` always build; the checks always run.
+    The models step is built over every series: the incremental scope (``scope_id``) is the
+    checks' alone.
 
     With a reachable Prefect API (see :func:`prefect_api_available`) dbt runs through
     prefect-dbt's ``PrefectDbtRunner(raise_on_failure=False)``: inside a flow run each dbt node
@@ -451,9 +465,12 @@ def build(
             checks whose symbol falls in that shard; None: all.
         full_refresh: rebuild the incremental models from scratch (dbt ``--full-refresh``;
             ``mdq check --full``).
+        reuse_models: skip the models step when the models are as a build would leave them
+            (above); None: unless the setting ``MDQ_REUSE_MODELS`` is ``0``/``false``/``no``.
 
     Returns:
-        The typed results of both invocations (``tests`` from the second).
+        The typed results of both invocations (``tests`` from the second;
+        ``models_skipped`` when the first did not run).
 
     Raises:
         DbtRunError: dbt could not run (parse error, bad profile, unreachable database).
@@ -476,12 +493,21 @@ def build(
         SHARD_ENV: shard or "",
     }
     run = _Invoker(database, schema, dbt_vars, env, project_dir, use_prefect, progress)
+    models_env = {**env, SCOPE_ENV: ""}
+    reuse = None
+    if project_dir is None and not (full_refresh or unit_tests):
+        if reuse_models if reuse_models is not None else dbt_reuse.reuse_enabled():
+            reuse = _ModelsReuse.decide(database, schema, dbt_vars, models_env)
 
-    refresh = ["--full-refresh"] if full_refresh else []
-    models = run(
-        "build",
-        [*selection, *refresh, *_exclude(exclude, ["resource_type:test", *no_unit_tests])],
-    )
+    if reuse is not None and reuse.reason is None:
+        models = _skipped_models(progress)
+    else:
+        refresh = ["--full-refresh"] if full_refresh else []
+        models = run(
+            "build",
+            [*selection, *refresh, *_exclude(exclude, ["resource_type:test", *no_unit_tests])],
+            env=models_env,
+        )
     failed = [node.name for node in models.failed_nodes if node.resource_type != "unit_test"]
     check_args = [
         *selection,
@@ -490,6 +516,8 @@ def build(
     if indirect_selection:
         check_args += ["--indirect-selection", indirect_selection]
     checks = run("test", check_args)
+    if reuse is not None and reuse.reason is not None and not (select or exclude):
+        reuse.record(database, schema, models, run.invocation_id)
     return DbtBuildResult(
         command=f"{models.command}; {checks.command}",
         success=models.success and checks.success,
@@ -497,7 +525,86 @@ def build(
         nodes=models.nodes + checks.nodes,
         runner=checks.runner,
         full_parse=_either(models.full_parse, checks.full_parse),
+        models_skipped=models.models_skipped,
     )
+
+
+@dataclass(frozen=True)
+class _ModelsReuse:
+    """The models step's re-use decision of one :func:`build` (see :mod:`mdq.dbt_reuse`)."""
+
+    fingerprint: str
+    reason: str | None  # why the models are built; None: they are re-used
+    changes_xmin: int
+    allowed_env: frozenset[str]
+
+    @classmethod
+    def decide(
+        cls,
+        database: Database,
+        schema: str,
+        dbt_vars: Mapping[str, Any] | None,
+        models_env: Mapping[str, str],
+    ) -> _ModelsReuse:
+        paths = dbt_paths()
+        fingerprint = dbt_reuse.fingerprint(
+            paths.project_dir, paths.profiles_dir, dbt_vars=dbt_vars, run_env=models_env
+        )
+        reason, xmin = dbt_reuse.why_build(database, schema, fingerprint)
+        allowed = {*models_env, *dbt_reuse.config_env_names(paths.project_dir, paths.profiles_dir)}
+        return cls(fingerprint, reason, xmin, frozenset(allowed))
+
+    def record(
+        self,
+        database: Database,
+        schema: str,
+        models: DbtBuildResult,
+        invocation_id: str | None,
+    ) -> None:
+        """After a build of every model: record it when it succeeded (else leave no record:
+        the hook deleted it when the models step started). ``invocation_id``: the checks
+        step's, which wrote the ``manifest.json`` read here."""
+        if not models.success or models.failed_nodes:
+            return
+        why_not = dbt_reuse.record_build(
+            database,
+            schema,
+            fingerprint_=self.fingerprint,
+            changes_xmin=self.changes_xmin,
+            manifest_path=dbt_paths().target_path / "manifest.json",
+            invocation_id=invocation_id,
+            allowed_env=self.allowed_env,
+        )
+        if why_not:
+            logger.warning("the next run builds the models again: %s", why_not)
+
+
+def _skipped_models(progress: bool) -> DbtBuildResult:
+    """The models step that did not run: its run results say so
+    (``run_results_build.json`` with no node and ``metadata.mdq_models_step``)."""
+    note = "skipped: no model input changed since mdq's last build of every model"
+    if progress:
+        print(f"SKIP    models: {note[len('skipped: ') :]}", flush=True)
+    logger.info("dbt models step %s", note)
+    path = dbt_paths().target_path / "run_results_build.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps(
+                {
+                    "metadata": {
+                        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "mdq_models_step": note,
+                    },
+                    "results": [],
+                    "elapsed_time": 0.0,
+                    "args": {},
+                }
+            )
+        )
+    except OSError as exc:  # an artifact for benchmarks, never a reason to fail a check
+        logger.warning("could not write %s: %s", path, exc)
+    return DbtBuildResult(f"build ({note})", True, (), (), "none", None, models_skipped=True)
 
 
 def _exclude(exclude: Sequence[str] | None, more: list[str]) -> list[str]:
@@ -534,8 +641,12 @@ class _Invoker:
         self.project_dir = project_dir
         self.use_prefect = use_prefect
         self.progress = progress
+        #: dbt's id of the last command run (its manifest.json and run results carry it)
+        self.invocation_id: str | None = None
 
-    def __call__(self, command: str, extra: list[str]) -> DbtBuildResult:
+    def __call__(
+        self, command: str, extra: list[str], env: Mapping[str, str] | None = None
+    ) -> DbtBuildResult:
         label = " ".join([command, *extra])
         # dbt's runner prints none of its own log to stdout (its file log keeps everything;
         # --quiet would still print each failing test): the watcher prints one line per node
@@ -562,7 +673,7 @@ class _Invoker:
             shard=self.shard,
         )
         watcher = DbtEventWatcher(sys.stdout if quiet and self.progress else None)
-        with dbt_environment(self.database, self.schema, self.env):
+        with dbt_environment(self.database, self.schema, self.env if env is None else env):
             ensure_packages(self.project_dir)
             if self.use_prefect:
                 from prefect_dbt import PrefectDbtRunner
@@ -587,6 +698,9 @@ class _Invoker:
 
                 res = dbtRunner(callbacks=[watcher]).invoke(args)
                 runner_name, full_parse = "dbt", watcher.full_parse
+            from dbt_common.invocation import get_invocation_id
+
+            self.invocation_id = get_invocation_id()
         if res.exception is not None or res.result is None:
             raise DbtRunError(label, _first_lines(str(res.exception or "no result")))
         target = dbt_paths(self.project_dir, self.shard).target_path

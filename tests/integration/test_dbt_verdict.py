@@ -188,10 +188,13 @@ CHECKS = [
 
 
 def undocumented(manifest: dict[str, Any], catalog: dict[str, Any]) -> list[str]:
-    """Models, sources, tests, exposures and catalog columns without a description."""
+    """Models, sources, tests, exposures and catalog columns without a description (the
+    project's on-run-start hook is an ``operation`` node, which dbt gives no description)."""
     missing = []
     nodes = {**manifest["nodes"], **manifest["sources"], **manifest["exposures"]}
     for uid, node in nodes.items():
+        if node["resource_type"] == "operation":
+            continue
         if not node.get("description", "").strip():
             missing.append(uid)
         if node["resource_type"] in ("test", "exposure"):
