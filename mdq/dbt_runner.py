@@ -500,7 +500,7 @@ def build(
             reuse = _ModelsReuse.decide(database, schema, dbt_vars, models_env)
 
     if reuse is not None and reuse.reason is None:
-        models = _skipped_models(progress)
+        models = _skipped_models(progress, dbt_paths(None, shard).target_path)
     else:
         refresh = ["--full-refresh"] if full_refresh else []
         models = run(
@@ -517,7 +517,8 @@ def build(
         check_args += ["--indirect-selection", indirect_selection]
     checks = run("test", check_args)
     if reuse is not None and reuse.reason is not None and not (select or exclude):
-        reuse.record(database, schema, models, run.invocation_id)
+        manifest = dbt_paths(None, shard).target_path / "manifest.json"
+        reuse.record(database, schema, models, run.invocation_id, manifest)
     return DbtBuildResult(
         command=f"{models.command}; {checks.command}",
         success=models.success and checks.success,
@@ -560,10 +561,11 @@ class _ModelsReuse:
         schema: str,
         models: DbtBuildResult,
         invocation_id: str | None,
+        manifest_path: Path,
     ) -> None:
         """After a build of every model: record it when it succeeded (else leave no record:
         the hook deleted it when the models step started). ``invocation_id``: the checks
-        step's, which wrote the ``manifest.json`` read here."""
+        step's, which wrote ``manifest_path``."""
         if not models.success or models.failed_nodes:
             return
         why_not = dbt_reuse.record_build(
@@ -571,7 +573,7 @@ class _ModelsReuse:
             schema,
             fingerprint_=self.fingerprint,
             changes_xmin=self.changes_xmin,
-            manifest_path=dbt_paths().target_path / "manifest.json",
+            manifest_path=manifest_path,
             invocation_id=invocation_id,
             allowed_env=self.allowed_env,
         )
@@ -579,14 +581,14 @@ class _ModelsReuse:
             logger.warning("the next run builds the models again: %s", why_not)
 
 
-def _skipped_models(progress: bool) -> DbtBuildResult:
+def _skipped_models(progress: bool, target: Path) -> DbtBuildResult:
     """The models step that did not run: its run results say so
-    (``run_results_build.json`` with no node and ``metadata.mdq_models_step``)."""
+    (``<target>/run_results_build.json`` with no node and ``metadata.mdq_models_step``)."""
     note = "skipped: no model input changed since mdq's last build of every model"
     if progress:
         print(f"SKIP    models: {note[len('skipped: ') :]}", flush=True)
     logger.info("dbt models step %s", note)
-    path = dbt_paths().target_path / "run_results_build.json"
+    path = target / "run_results_build.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
