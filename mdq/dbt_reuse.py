@@ -7,7 +7,7 @@ What a build of the models depends on, and how each is seen:
 * the data: the source tables upstream of a table or incremental model, watched by the
   change log of migration 150 (:mod:`mdq.db.model_builds`);
 * what the SQL is compiled from: :func:`fingerprint` (the project's files, the profile, the
-  ``--vars``, the environment variables the project and profile name, the run's reference
+  ``--vars``, the environment variables ``dbt_project.yml`` names, the run's reference
   time ``MDQ_AS_OF``, which views such as ``int_candles_sessionized`` are compiled with, and
   dbt's version);
 * the relations themselves: each must still exist, and any dbt command that builds relations
@@ -47,15 +47,13 @@ def reuse_enabled() -> bool:
     return os.environ.get(REUSE_ENV, "").strip().lower() not in ("0", "false", "no")
 
 
-def config_env_names(project_dir: Path, profiles_dir: Path) -> list[str]:
-    """The environment variables ``dbt_project.yml`` and ``profiles.yml`` read (sorted)."""
-    names: set[str] = set()
-    for path in (project_dir / "dbt_project.yml", profiles_dir / "profiles.yml"):
-        try:
-            names.update(_ENV_VAR.findall(path.read_text(errors="replace")))
-        except OSError:
-            continue
-    return sorted(names)
+def config_env_names(project_dir: Path) -> list[str]:
+    """The environment variables ``dbt_project.yml`` reads (sorted). The profile's are not
+    among them: they say where dbt connects, and the record lives in that database."""
+    try:
+        return sorted(set(_ENV_VAR.findall((project_dir / "dbt_project.yml").read_text())))
+    except OSError:
+        return []
 
 
 def fingerprint(
@@ -73,7 +71,7 @@ def fingerprint(
         profiles_dir: the folder of ``profiles.yml`` (its content).
         dbt_vars: the run's ``--vars``.
         run_env: per-run environment values the models read (``{"MDQ_AS_OF": ...}``); the
-            variables the project and profile name (:func:`config_env_names`) are added from
+            variables ``dbt_project.yml`` names (:func:`config_env_names`) are added from
             ``os.environ``.
 
     dbt's packages' versions (dbt-core, dbt-postgres, dbt-adapters: the materializations'
@@ -99,7 +97,7 @@ def fingerprint(
             digest.update(data)
 
     add("dbt", *versions, "vars", json.dumps(dict(dbt_vars or {}), sort_keys=True, default=str))
-    env = {name: os.environ.get(name, "") for name in config_env_names(project_dir, profiles_dir)}
+    env = {name: os.environ.get(name, "") for name in config_env_names(project_dir)}
     env.update(run_env)
     add("env", json.dumps(env, sort_keys=True))
     for path in sorted(_project_files(project_dir)):

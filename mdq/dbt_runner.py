@@ -495,11 +495,11 @@ def build(
     run = _Invoker(database, schema, dbt_vars, env, project_dir, use_prefect, progress)
     models_env = {**env, SCOPE_ENV: ""}
     reuse = None
-    if project_dir is None and not (full_refresh or unit_tests):
-        if reuse_models if reuse_models is not None else dbt_reuse.reuse_enabled():
-            reuse = _ModelsReuse.decide(database, schema, dbt_vars, models_env)
-
-    if reuse is not None and reuse.reason is None:
+    if project_dir is None and (
+        reuse_models if reuse_models is not None else dbt_reuse.reuse_enabled()
+    ):
+        reuse = _ModelsReuse.decide(database, schema, dbt_vars, models_env)
+    if reuse is not None and reuse.reason is None and not (full_refresh or unit_tests):
         models = _skipped_models(progress, dbt_paths(None, shard).target_path)
     else:
         refresh = ["--full-refresh"] if full_refresh else []
@@ -516,7 +516,9 @@ def build(
     if indirect_selection:
         check_args += ["--indirect-selection", indirect_selection]
     checks = run("test", check_args)
-    if reuse is not None and reuse.reason is not None and not (select or exclude):
+    if reuse is not None and not models.models_skipped and not (select or exclude):
+        # a complete build (also --full's, or one with the unit tests): the next run may
+        # re-use it
         manifest = dbt_paths(None, shard).target_path / "manifest.json"
         reuse.record(database, schema, models, run.invocation_id, manifest)
     return DbtBuildResult(
@@ -552,7 +554,7 @@ class _ModelsReuse:
             paths.project_dir, paths.profiles_dir, dbt_vars=dbt_vars, run_env=models_env
         )
         reason, xmin = dbt_reuse.why_build(database, schema, fingerprint)
-        allowed = {*models_env, *dbt_reuse.config_env_names(paths.project_dir, paths.profiles_dir)}
+        allowed = {*models_env, *dbt_reuse.config_env_names(paths.project_dir)}
         return cls(fingerprint, reason, xmin, frozenset(allowed))
 
     def record(
