@@ -16,9 +16,10 @@ What a build of the models depends on, and how each is seen:
 
 A record is written only after a successful build of every model of mdq's own project
 (:func:`record_build`), and only when the manifest shows that the models read no per-run
-environment other than ``MDQ_AS_OF`` (``MDQ_SYMBOLS``, ``MDQ_CHECK_SCOPE`` and ``MDQ_SHARD``
-are the checks'). ``--full``, unit tests, another project and ``MDQ_REUSE_MODELS=0`` always
-build.
+environment than mdq's per-run variables (``MDQ_AS_OF``, ``MDQ_SYMBOLS``, ``MDQ_SHARD``: in the
+fingerprint; ``MDQ_CHECK_SCOPE``: not, it only narrows an incremental build to the series
+changed in the watched market_data). ``--full``, unit tests, another project and
+``MDQ_REUSE_MODELS=0`` always build.
 """
 
 from __future__ import annotations
@@ -133,8 +134,14 @@ class ModelInputs:
     env_names: frozenset[str]
 
 
+#: Sources that are no data: ``check_scopes`` holds the series an incremental run re-reads,
+#: written by mdq for each run from market_data's change log (which is watched).
+RUN_SCOPE_SOURCES = frozenset({"check_scopes"})
+
+
 def model_inputs(manifest: Mapping[str, Any]) -> ModelInputs:
-    """Read :class:`ModelInputs` from a parsed ``manifest.json``."""
+    """Read :class:`ModelInputs` from a parsed ``manifest.json`` (sources in
+    :data:`RUN_SCOPE_SOURCES` left out)."""
     nodes, sources, macros = manifest["nodes"], manifest["sources"], manifest.get("macros", {})
     models = {uid: node for uid, node in nodes.items() if node["resource_type"] == "model"}
     stored: set[tuple[str, str]] = set()
@@ -151,7 +158,9 @@ def model_inputs(manifest: Mapping[str, Any]) -> ModelInputs:
         seen.add(uid)
         if uid in sources:
             source = sources[uid]
-            stored.add((source["schema"], source.get("identifier") or source["name"]))
+            table = source.get("identifier") or source["name"]
+            if table not in RUN_SCOPE_SOURCES:
+                stored.add((source["schema"], table))
         elif uid in nodes:
             pending.extend(nodes[uid].get("depends_on", {}).get("nodes", []))
     env_names: set[str] = set()

@@ -431,8 +431,6 @@ def build(
     same project files, profile, vars and reference time, no source table upstream of a stored
     model changed since, and every model relation exists. ``full_refresh``, ``unit_tests``,
     another ``project_dir`` and ``reuse_models=False`` always build; the checks always run.
-    The models step is built over every series: the incremental scope (``scope_id``) is the
-    checks' alone.
 
     With a reachable Prefect API (see :func:`prefect_api_available`) dbt runs through
     prefect-dbt's ``PrefectDbtRunner(raise_on_failure=False)``: inside a flow run each dbt node
@@ -493,7 +491,7 @@ def build(
         SHARD_ENV: shard or "",
     }
     run = _Invoker(database, schema, dbt_vars, env, project_dir, use_prefect, progress)
-    models_env = {**env, SCOPE_ENV: ""}
+    models_env = env
     reuse = None
     if project_dir is None and (
         reuse_models if reuse_models is not None else dbt_reuse.reuse_enabled()
@@ -550,8 +548,11 @@ class _ModelsReuse:
         models_env: Mapping[str, str],
     ) -> _ModelsReuse:
         paths = dbt_paths()
+        # the scope id changes every incremental run; it only narrows what the models
+        # recompute to the series changed in market_data, which the change log watches
+        run_env = {key: value for key, value in models_env.items() if key != SCOPE_ENV}
         fingerprint = dbt_reuse.fingerprint(
-            paths.project_dir, paths.profiles_dir, dbt_vars=dbt_vars, run_env=models_env
+            paths.project_dir, paths.profiles_dir, dbt_vars=dbt_vars, run_env=run_env
         )
         reason, xmin = dbt_reuse.why_build(database, schema, fingerprint)
         allowed = {*models_env, *dbt_reuse.config_env_names(paths.project_dir)}

@@ -6,9 +6,8 @@ as shipped (the models step is skipped when the models are as a build would leav
 ``never`` with ``MDQ_REUSE_MODELS=0`` (every run builds every model). After each step the
 recorded anomalies of both are equal, and the ``reuse`` run built its models exactly when an
 input of them changed: a new candle, an instrument edit, a corporate action, a ``--vars``
-change, ``--full``, a what-if ``as_of``, a new day's sessions, a dbt command run by hand.
-A series label is read by views only: the models are re-used and the findings still follow
-the label.
+change, a series label, ``--full``, a what-if ``as_of``, a new day's sessions, a dbt command
+run by hand.
 """
 
 from __future__ import annotations
@@ -195,9 +194,9 @@ def test_the_first_run_builds_and_a_repeat_reuses_the_models(dbs: dict[str, Data
         (sources,) = conn.execute(
             "select sources from dbt_model_builds where dbt_schema = %s", (SCHEMA,)
         ).fetchone() or (None,)
-    # the sources upstream of a table or incremental model (series_labels: views only)
+    # the sources upstream of a table or incremental model (check_scopes: per-run rows)
     assert set(sources) >= {"public.market_data", "public.instruments", "public.corporate_actions"}
-    assert "public.series_labels" not in sources
+    assert "public.check_scopes" not in sources
 
     check(dbs["reuse"], T0 + timedelta(hours=1))
     assert models_step(dbs["reuse"]) == "skipped"
@@ -257,21 +256,13 @@ def splits_matched(db: Database) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def test_a_label_is_read_by_views_only_the_models_are_reused(dbs: dict[str, Database]) -> None:
+def test_a_label_builds_the_models(dbs: dict[str, Database]) -> None:
     change(
         dbs,
         "insert into series_labels (symbol, timeframe, intraday_grid, decided_by)"
         " values ('MSFT', '1h', 'clock', 'mapping')",
     )
-    assert both(dbs, T0 + timedelta(days=4)) == "skipped"
-    # the view the calendar checks read sees the label without a build
-    with connect(dbs["reuse"]) as conn:
-        grids = conn.execute(
-            sql.SQL("select distinct grid from {} where symbol = 'MSFT'").format(
-                sql.Identifier(SCHEMA, "int_candles_sessionized")
-            )
-        ).fetchall()
-    assert grids == [("clock",)]
+    assert both(dbs, T0 + timedelta(days=4)) == "built"
 
 
 def test_changed_vars_build_the_models_and_the_same_vars_reuse_them(
