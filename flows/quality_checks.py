@@ -35,6 +35,7 @@ from mdq.quality import (
     check_selection,
     end_scope,
     persist_build_result,
+    refresh_sessions,
 )
 from mdq.report import write_report
 from mdq.reports import ARTIFACT_KEYS, anomaly_rows, quality_markdown, run_name
@@ -138,6 +139,8 @@ def _run_in_flow(
         scope = begin_scope(database, full=full or as_of is not None, shard=shard, symbols=symbols)
         get_run_logger().info("checks re-read: %s", scope.describe())
         try:
+            # the sessions the calendar checks expect, as mdq check's direct path does
+            refresh_sessions(database, today=(as_of or seen_at).astimezone(UTC).date())
             result = dbt.build(
                 database,
                 shard_schema(settings.dbt_schema, shard),

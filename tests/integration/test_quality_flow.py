@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +141,17 @@ def test_the_flow_fails_while_an_error_anomaly_is_open_and_completes_once_fixed(
 ) -> None:
     monkeypatch.setenv("MDQ_DATABASE_URL", qdb.url())
     monkeypatch.setenv("MDQ_DBT_SCHEMA", SCHEMA)
+    # no stored sessions: a scheduled run must build what its checks expect, as mdq check does
+    qconn.execute("delete from trading_sessions")
+    qconn.execute("update trading_calendars set covered_from = null, covered_until = null")
     state = quality_checks(as_of=AS_OF, select=FUTURE_CHECK, record=True, return_state=True)
     assert state.is_failed()
+    covered = qconn.execute(
+        "select calendar, min(session_date), max(session_date) from trading_sessions"
+        " group by calendar order by calendar"
+    ).fetchall()
+    assert [c for c, _, _ in covered] == ["24/7", "XNYS"]
+    assert all(first <= date(2024, 5, 30) and last >= AS_OF.date() for _, first, last in covered)
     report = state.result(raise_on_failure=False)
     assert report.runner == "prefect-dbt"
     assert (report.open_errors, report.inserted, report.updated) == (1, 0, 1)
